@@ -1,0 +1,32 @@
+# workspace-operator — run `make help` for the targets.
+CARGO ?= cargo
+KUBECONFIG_DEV ?= .dev/kubeconfig
+
+.PHONY: help dev test bench crds lint fmt build
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## Build the operator and the kubectl plugin
+	$(CARGO) build --bins
+
+dev: build ## Run a local Kubernetes API server plus the operator; kubeconfig at .dev/kubeconfig
+	mkdir -p .dev
+	./target/debug/workspace-operator dev --kubeconfig $(KUBECONFIG_DEV)
+
+test: ## Run every unit and integration test
+	$(CARGO) build --bins
+	$(CARGO) test --all-targets -- --test-threads=2
+
+bench: ## Measure convergence, API cost, memory and list latency (figures in README)
+	$(CARGO) run --release --bin workspace-operator -- bench
+
+crds: ## Regenerate crds/workspace.yaml from the Rust types
+	$(CARGO) run --quiet --bin workspace-operator -- crd > crds/workspace.yaml
+
+lint: ## Format check and clippy with warnings denied
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt

@@ -1,0 +1,377 @@
+//! The `Workspace` custom resource: spec (desired state), status (observed state).
+//!
+//! Every rule that can be declared is declared here, so the API server refuses bad input at
+//! admission with a message naming the field. What only the controller can know (a namespace
+//! owned by someone else, a second default) is reported in the status instead.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A workspace: an access-controlled, quota-bounded area of the cluster (one namespace).
+///
+/// The Workspace's own namespace plays the part of the seeds' organization or project.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "workspaces.dev",
+    version = "v1alpha1",
+    kind = "Workspace",
+    plural = "workspaces",
+    shortname = "ws",
+    category = "all",
+    namespaced,
+    status = "WorkspaceStatus",
+    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
+    printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.stateReason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Enterprise Project", type_ = "string", json_path = ".spec.enterpriseProject", priority = 1),
+    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.authType", priority = 1),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", priority = 1),
+    printcolumn(name = "Status Updated", type_ = "date", json_path = ".status.statusUpdated", priority = 1),
+    selectable = ".status.status",
+    selectable = ".spec.owner",
+    selectable = ".spec.enterpriseProject",
+    selectable = ".spec.desiredState",
+    selectable = ".spec.authType",
+    selectable = ".spec.resourceGroup",
+    selectable = ".status.workspaceId"
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.grants) || size(self.grants) == 0 || self.authType == 'Internal'")
+    .message("grants are allowed only when authType is Internal").field_path(".grants"))]
+#[x_kube(validation = Rule::new("self.management != 'Enrolled' || has(self.__namespace__)")
+    .message("namespace is required when management is Enrolled").field_path(".namespace")
+    .reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__)")
+    .message("namespace is immutable: it cannot be added or removed after creation"))]
+#[x_kube(validation = Rule::new("!has(self.admins) || !self.admins.exists(a, a == self.owner)")
+    .message("the owner must not also be listed in admins").field_path(".admins"))]
+pub struct WorkspaceSpec {
+    /// Human-readable name shown in lists.
+    #[schemars(length(min = 1, max = 50))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+
+    #[schemars(length(max = 256))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+
+    /// An http(s) URL of the workspace's logo.
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+
+    /// The Kubernetes user name of the owner (for example an e-mail address); granted `admin`.
+    #[schemars(length(min = 1, max = 253))]
+    pub owner: String,
+
+    /// Further Kubernetes user names granted `admin`.
+    #[schemars(length(max = 50), inner(length(min = 1, max = 253)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admins: Option<Vec<String>>,
+
+    /// Who may see the workspace: everyone authenticated (`Public`), only owner and admins
+    /// (`Private`), or owner, admins and the listed grants (`Internal`).
+    #[serde(default)]
+    pub auth_type: AuthType,
+
+    /// Extra access, allowed only when authType is `Internal`.
+    #[schemars(length(max = 100))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
+
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    #[serde(default = "default_enterprise_project")]
+    pub enterprise_project: String,
+
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+
+    #[schemars(length(max = 20))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_limits: Option<ResourceLimits>,
+
+    /// At most one default workspace per namespace; a second one is reported as a conflict.
+    #[serde(default)]
+    pub is_default: bool,
+
+    #[x_kube(validation = Rule::new("self == oldSelf").message("management is immutable"))]
+    #[serde(default)]
+    pub management: Management,
+
+    /// Target namespace. Defaults to a name derived from the Workspace's namespace and name.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("namespace is immutable"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    #[serde(default)]
+    pub desired_state: DesiredState,
+
+    /// Whether a namespace the operator created is deleted with the Workspace.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_enterprise_project() -> String {
+    "default".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AuthType {
+    #[default]
+    Public,
+    Private,
+    Internal,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Management {
+    #[default]
+    Managed,
+    Enrolled,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DesiredState {
+    #[default]
+    Available,
+    Deactivated,
+    Deleted,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Grant {
+    pub kind: SubjectKind,
+    /// A user or group name, or `namespace:name` of a ServiceAccount.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    pub role: GrantRole,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SubjectKind {
+    User,
+    Group,
+    ServiceAccount,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantRole {
+    View,
+    Edit,
+    Admin,
+}
+
+impl GrantRole {
+    /// The built-in ClusterRole this role binds to.
+    pub fn cluster_role(self) -> &'static str {
+        match self {
+            GrantRole::View => "view",
+            GrantRole::Edit => "edit",
+            GrantRole::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Tag {
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    #[schemars(length(max = 255))]
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Limits mirrored into the workspace's ResourceQuota, as Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ResourceLimits {
+    #[schemars(regex(pattern = QUANTITY))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[schemars(regex(pattern = QUANTITY))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[schemars(regex(pattern = r"^[0-9]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<String>,
+    #[schemars(regex(pattern = QUANTITY))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[schemars(regex(pattern = r"^[0-9]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+}
+
+/// The Kubernetes quantity grammar (k8s.io/apimachinery resource.Quantity), unsigned.
+pub const QUANTITY: &str =
+    r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$";
+
+/// The observed state, written only by the controller through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<State>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<StateReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_updated: Option<String>,
+    /// When the controller first saw the current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The namespace provisioned (or adopted) for this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Workspace's uid without hyphens: the seeds' id format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+}
+
+/// Lifecycle states. The seeds' values map onto these as documented in the README.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum State {
+    Pending,
+    Provisioning,
+    Available,
+    Deactivated,
+    Failed,
+    Deleting,
+    Deleted,
+    DeleteFailed,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Pending,
+        State::Provisioning,
+        State::Available,
+        State::Deactivated,
+        State::Failed,
+        State::Deleting,
+        State::Deleted,
+        State::DeleteFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Provisioning => "Provisioning",
+            State::Available => "Available",
+            State::Deactivated => "Deactivated",
+            State::Failed => "Failed",
+            State::Deleting => "Deleting",
+            State::Deleted => "Deleted",
+            State::DeleteFailed => "DeleteFailed",
+        }
+    }
+}
+
+/// Why the workspace is in its state: a closed set, documented in the README.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum StateReason {
+    /// Seen for the first time; nothing done yet.
+    Created,
+    /// Namespace, access and quota are in place.
+    Provisioned,
+    /// The user asked for Deactivated or Deleted.
+    UserRequested,
+    /// The target namespace exists and belongs to someone else.
+    NamespaceConflict,
+    /// An Enrolled workspace names a namespace that does not exist.
+    NamespaceNotFound,
+    /// The spec passed admission but cannot be carried out (e.g. a bad quantity).
+    InvalidSpec,
+    /// Another Workspace in the same namespace is already the default.
+    DefaultConflict,
+    /// An API call failed while provisioning; retried with backoff.
+    ProvisioningFailed,
+    /// An API call failed while tearing down; retried with backoff.
+    DeletionFailed,
+    /// The namespace is being deleted by the operator (deletionPolicy Delete).
+    NamespaceTerminating,
+}
+
+impl StateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateReason::Created => "Created",
+            StateReason::Provisioned => "Provisioned",
+            StateReason::UserRequested => "UserRequested",
+            StateReason::NamespaceConflict => "NamespaceConflict",
+            StateReason::NamespaceNotFound => "NamespaceNotFound",
+            StateReason::InvalidSpec => "InvalidSpec",
+            StateReason::DefaultConflict => "DefaultConflict",
+            StateReason::ProvisioningFailed => "ProvisioningFailed",
+            StateReason::DeletionFailed => "DeletionFailed",
+            StateReason::NamespaceTerminating => "NamespaceTerminating",
+        }
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/workspace.yaml`.
+pub fn crd_yaml() -> String {
+    let crd = Workspace::crd();
+    let mut out = String::from("# Generated by `workspace-operator crd`; do not edit by hand.\n");
+    out.push_str(&crate::yaml::to_string(&crd));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_declares_names_columns_and_selectable_fields() {
+        let crd = serde_json::to_value(Workspace::crd()).unwrap();
+        assert_eq!(crd["metadata"]["name"], "workspaces.workspaces.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["shortNames"][0], "ws");
+        let version = &crd["spec"]["versions"][0];
+        let fields = version["selectableFields"].as_array().unwrap();
+        assert!(fields.len() <= 8, "Kubernetes allows at most 8 selectable fields");
+        let wide: Vec<_> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["priority"] == 1)
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(wide, ["Enterprise Project", "Auth", "Namespace", "Status Updated"]);
+    }
+
+    #[test]
+    fn spec_defaults_follow_the_seeds() {
+        let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
+        assert_eq!(spec.auth_type, AuthType::Public);
+        assert_eq!(spec.enterprise_project, "default");
+        assert_eq!(spec.desired_state, DesiredState::Available);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(spec.management, Management::Managed);
+    }
+}
