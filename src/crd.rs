@@ -4,6 +4,9 @@
 //! admission with a message naming the field. What only the controller can know (a namespace
 //! owned by someone else, a second default) is reported in the status instead.
 
+// kube-derive takes repeated `printcolumn`/`selectable` attributes by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -22,16 +25,44 @@ use serde::{Deserialize, Serialize};
     category = "all",
     namespaced,
     status = "WorkspaceStatus",
-    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName"),
+    printcolumn(
+        name = "Display Name",
+        type_ = "string",
+        json_path = ".spec.displayName"
+    ),
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
     printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.stateReason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Enterprise Project", type_ = "string", json_path = ".spec.enterpriseProject", priority = 1),
-    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.authType", priority = 1),
-    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", priority = 1),
-    printcolumn(name = "Status Updated", type_ = "date", json_path = ".status.statusUpdated", priority = 1),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Enterprise Project",
+        type_ = "string",
+        json_path = ".spec.enterpriseProject",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Auth",
+        type_ = "string",
+        json_path = ".spec.authType",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".status.namespace",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Status Updated",
+        type_ = "date",
+        json_path = ".status.statusUpdated",
+        priority = 1
+    ),
     selectable = ".status.status",
     selectable = ".spec.owner",
     selectable = ".spec.enterpriseProject",
@@ -89,7 +120,10 @@ pub struct WorkspaceSpec {
     #[serde(default = "default_enterprise_project")]
     pub enterprise_project: String,
 
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_group: Option<String>,
 
@@ -109,7 +143,10 @@ pub struct WorkspaceSpec {
     pub management: Management,
 
     /// Target namespace. Defaults to a name derived from the Workspace's namespace and name.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("namespace is immutable"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -172,7 +209,9 @@ pub enum SubjectKind {
     ServiceAccount,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantRole {
     View,
@@ -254,7 +293,9 @@ pub struct WorkspaceStatus {
 }
 
 /// Lifecycle states. The seeds' values map onto these as documented in the README.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum State {
     Pending,
     Provisioning,
@@ -354,7 +395,10 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["shortNames"][0], "ws");
         let version = &crd["spec"]["versions"][0];
         let fields = version["selectableFields"].as_array().unwrap();
-        assert!(fields.len() <= 8, "Kubernetes allows at most 8 selectable fields");
+        assert!(
+            fields.len() <= 8,
+            "Kubernetes allows at most 8 selectable fields"
+        );
         let wide: Vec<_> = version["additionalPrinterColumns"]
             .as_array()
             .unwrap()
@@ -362,12 +406,16 @@ mod tests {
             .filter(|c| c["priority"] == 1)
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(wide, ["Enterprise Project", "Auth", "Namespace", "Status Updated"]);
+        assert_eq!(
+            wide,
+            ["Enterprise Project", "Auth", "Namespace", "Status Updated"]
+        );
     }
 
     #[test]
     fn spec_defaults_follow_the_seeds() {
-        let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
+        let spec: WorkspaceSpec =
+            serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
         assert_eq!(spec.auth_type, AuthType::Public);
         assert_eq!(spec.enterprise_project, "default");
         assert_eq!(spec.desired_state, DesiredState::Available);

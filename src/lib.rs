@@ -1,5 +1,14 @@
 //! workspace-operator: Workspaces declared as custom resources, reconciled into namespaces,
 //! access and quota, and listed through the Kubernetes API's own selectors and pagination.
 
+pub mod children;
+pub mod controller;
 pub mod crd;
+pub mod dev;
+pub mod devcluster;
+pub mod error;
+pub mod labels;
+pub mod metrics;
+pub mod status;
+pub mod telemetry;
 pub mod yaml;

@@ -1,3 +1,8 @@
+//! The `workspace-operator` binary: thin wiring over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 /// A Kubernetes operator that provisions, deactivates and tears down Workspaces.
@@ -12,10 +17,32 @@ struct Cli {
 enum Command {
     /// Print the Workspace CustomResourceDefinition as YAML.
     Crd,
+    /// Run a local Kubernetes API server (plus the operator) for trying things out.
+    Dev {
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Where to write a kubeconfig for kubectl, Helm and kube-rs.
+        #[arg(long, default_value = ".dev/kubeconfig")]
+        kubeconfig: PathBuf,
+        /// Serve the API only; do not run the Workspace controller.
+        #[arg(long)]
+        no_controller: bool,
+    },
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", workspace_operator::crd::crd_yaml()),
+        Command::Dev {
+            listen,
+            kubeconfig,
+            no_controller,
+        } => {
+            workspace_operator::telemetry::init(workspace_operator::telemetry::LogFormat::Text);
+            workspace_operator::dev::run(listen, &kubeconfig, !no_controller).await?;
+        }
     }
+    Ok(())
 }

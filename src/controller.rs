@@ -1,0 +1,767 @@
+//! The Workspace controller: wiring (watches, caches, context), `reconcile` and `error_policy`.
+//!
+//! A reconcile reads only from the watch caches (plus one GET when a namespace it does not yet
+//! own is involved), writes only what differs from the desired state, and reports the outcome
+//! in the status. Reconciling an up-to-date Workspace makes no write requests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::children::{self, Settings};
+use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::metrics::Metrics;
+use crate::status::{self, Outcome};
+
+/// Operator settings from flags.
+#[derive(Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// How many Workspaces are reconciled at once.
+    pub concurrency: u16,
+    /// Limit the Workspaces watched to one namespace (None: all).
+    pub namespace: Option<String>,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            settings: Settings::default(),
+            concurrency: 16,
+            namespace: None,
+            metrics: None,
+        }
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    recorder: Recorder,
+    workspaces: Store<Workspace>,
+    namespaces: Store<Namespace>,
+    bindings: Store<RoleBinding>,
+    quotas: Store<ResourceQuota>,
+    /// Consecutive failures per Workspace, for exponential backoff (reset on success).
+    failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Cached objects carry what reconciles read and nothing else: managedFields and the
+/// last-applied annotation are most of an object's size and are never needed here.
+fn strip<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The Workspace named in a child's annotation.
+fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Workspace>> {
+    let key = obj.annotations().get(labels::WORKSPACE_ANNOTATION)?;
+    let (ns, name) = key.split_once('/')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Run the controller until `shutdown` resolves (in-flight reconciles are finished first).
+pub async fn run_until(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let workspaces: Api<Workspace> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
+    let (ws_store, ws_writer) = reflector::store();
+    let ws_stream = watcher(workspaces, watcher::Config::default())
+        .default_backoff()
+        .modify(strip)
+        .reflect(ws_writer)
+        .touched_objects();
+    let (ns_store, ns_writer) = reflector::store();
+    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
+        .default_backoff()
+        .modify(strip)
+        .reflect(ns_writer)
+        .touched_objects();
+    let (rb_store, rb_writer) = reflector::store();
+    let rb_stream = watcher(Api::<RoleBinding>::all(client.clone()), children.clone())
+        .default_backoff()
+        .modify(strip)
+        .reflect(rb_writer)
+        .touched_objects();
+    let (q_store, q_writer) = reflector::store();
+    let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children)
+        .default_backoff()
+        .modify(strip)
+        .reflect(q_writer)
+        .touched_objects();
+
+    let reporter = Reporter {
+        controller: labels::FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        settings: config.settings.clone(),
+        workspaces: ws_store.clone(),
+        namespaces: ns_store,
+        bindings: rb_store,
+        quotas: q_store,
+        failures: Mutex::default(),
+        metrics: config.metrics.clone().unwrap_or_default(),
+    });
+    Controller::for_stream(ws_stream, ws_store)
+        .watches_stream(ns_stream, |o| owner_of(&o))
+        .watches_stream(rb_stream, |o| owner_of(&o))
+        .watches_stream(q_stream, |o| owner_of(&o))
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| {
+            if let Err(e) = res {
+                warn!(error = %e, "reconcile stream");
+            }
+            future::ready(())
+        })
+        .await;
+}
+
+/// Run until the process is stopped.
+pub async fn run(client: Client, config: Config) {
+    run_until(client, config, future::pending()).await
+}
+
+#[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), name = ws.name_any()))]
+async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let result = if ws.metadata.deletion_timestamp.is_some() {
+        cleanup(&ws, &ctx).await
+    } else {
+        apply(&ws, &ctx).await
+    };
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ObjectRef::from_obj(&*ws));
+        ctx.metrics.reconciled();
+    }
+    result
+}
+
+fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(err.reason());
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(ObjectRef::from_obj(&*ws)).or_default();
+    *n = n.saturating_add(1);
+    let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10)))
+        .min(Duration::from_secs(300));
+    warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    Api::namespaced(ctx.client.clone(), namespace.unwrap_or("default"))
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+// ----- the Workspace alive -----------------------------------------------------------------------
+
+async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action> {
+    let spec = &ws.spec;
+    let invalid = children::invalid_quantities(ws);
+    let outcome_if_blocked = if !invalid.is_empty() {
+        Some(Outcome::new(
+            State::Failed,
+            StateReason::InvalidSpec,
+            invalid.join("; "),
+        ))
+    } else {
+        default_conflict(ws, ctx).map(|other| {
+            Outcome::new(
+                State::Failed,
+                StateReason::DefaultConflict,
+                format!("Workspace {other} is already the default in this namespace"),
+            )
+        })
+    };
+    let predicted = outcome_if_blocked
+        .as_ref()
+        .map(|o| o.state)
+        .unwrap_or(status::goal(spec.desired_state));
+    // The finalizer goes on before anything is created, so nothing can be left behind.
+    ensure_metadata(ws, ctx, predicted).await?;
+
+    let outcome = match outcome_if_blocked {
+        Some(o) => o,
+        None => provision(ws, ctx).await?,
+    };
+    if outcome.state != predicted {
+        ensure_metadata(ws, ctx, outcome.state).await?;
+    }
+    report(ws, ctx, &outcome).await?;
+    Ok(match (outcome.state, outcome.reason) {
+        (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
+        (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
+        (State::Provisioning | State::Deleting | State::Pending, _) => {
+            Action::requeue(Duration::from_secs(2))
+        }
+        _ => Action::requeue(Duration::from_secs(3600)),
+    })
+}
+
+/// The oldest default Workspace in the namespace wins; any other default is in conflict.
+fn default_conflict(ws: &Workspace, ctx: &Context) -> Option<String> {
+    if !ws.spec.is_default {
+        return None;
+    }
+    let key = |w: &Workspace| {
+        (
+            w.metadata.creation_timestamp.clone().map(|t| t.0),
+            w.name_any(),
+        )
+    };
+    let mine = key(ws);
+    ctx.workspaces
+        .state()
+        .iter()
+        .filter(|w| {
+            w.namespace() == ws.namespace()
+                && w.spec.is_default
+                && w.metadata.deletion_timestamp.is_none()
+        })
+        .filter(|w| w.name_any() != ws.name_any())
+        .filter(|w| key(w) < mine)
+        .map(|w| w.name_any())
+        .min()
+}
+
+/// Finalizer and list-view labels in one write, and only when they differ.
+async fn ensure_metadata(ws: &Workspace, ctx: &Context, status: State) -> Result<()> {
+    let want = labels::list_labels(ws, status);
+    let have = ws.labels();
+    let mut patch_labels = serde_json::Map::new();
+    for (k, v) in &want {
+        if have.get(k) != Some(v) {
+            patch_labels.insert(k.clone(), json!(v));
+        }
+    }
+    for k in labels::LIST_LABELS {
+        if have.contains_key(k) && !want.contains_key(k) {
+            patch_labels.insert(k.into(), serde_json::Value::Null);
+        }
+    }
+    let has_finalizer = ws.finalizers().iter().any(|f| f == labels::FINALIZER);
+    if patch_labels.is_empty() && has_finalizer {
+        return Ok(());
+    }
+    let mut meta = json!({"resourceVersion": ws.resource_version()});
+    if !patch_labels.is_empty() {
+        meta["labels"] = serde_json::Value::Object(patch_labels);
+    }
+    if !has_finalizer {
+        let mut f: Vec<String> = ws.finalizers().to_vec();
+        f.push(labels::FINALIZER.into());
+        meta["finalizers"] = json!(f);
+    }
+    let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
+    api.patch(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": meta})),
+    )
+    .await
+    .map_err(|source| Error::Write {
+        what: "Workspace labels and finalizer".into(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Bring the namespace, access and quota to the desired state; report what was reached.
+async fn provision(ws: &Workspace, ctx: &Context) -> Result<Outcome> {
+    let ns_name = labels::target_namespace(ws);
+    let ns = match ensure_namespace(ws, ctx, &ns_name).await? {
+        NamespaceState::Ours(ns) => ns,
+        NamespaceState::Missing if ws.spec.desired_state == DesiredState::Deleted => {
+            return Ok(Outcome::new(
+                State::Deleted,
+                StateReason::UserRequested,
+                format!("namespace {ns_name} does not exist; nothing to keep"),
+            ));
+        }
+        NamespaceState::Missing => {
+            return Ok(Outcome::new(
+                State::Failed,
+                StateReason::NamespaceNotFound,
+                format!("namespace {ns_name} to enroll does not exist"),
+            ));
+        }
+        NamespaceState::Foreign(why) => {
+            return Ok(Outcome::new(
+                State::Failed,
+                StateReason::NamespaceConflict,
+                why,
+            ));
+        }
+    };
+    if ns.metadata.deletion_timestamp.is_some() {
+        let state = if ws.spec.desired_state == DesiredState::Deleted {
+            State::Deleting
+        } else {
+            State::Provisioning
+        };
+        return Ok(Outcome::new(
+            state,
+            StateReason::NamespaceTerminating,
+            format!("namespace {ns_name} is terminating"),
+        ));
+    }
+    match ws.spec.desired_state {
+        DesiredState::Available => {
+            sync_bindings(
+                ws,
+                ctx,
+                &ns_name,
+                children::role_bindings(ws, &ctx.settings),
+            )
+            .await?;
+            sync_quota(ws, ctx, &ns_name, children::quota(ws, false)).await?;
+            Ok(Outcome::new(
+                State::Available,
+                StateReason::Provisioned,
+                format!("namespace {ns_name} is ready"),
+            ))
+        }
+        DesiredState::Deactivated => {
+            sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
+            sync_quota(ws, ctx, &ns_name, children::quota(ws, true)).await?;
+            Ok(Outcome::new(
+                State::Deactivated,
+                StateReason::UserRequested,
+                format!("access to {ns_name} revoked and new pods blocked; data kept"),
+            ))
+        }
+        DesiredState::Deleted => {
+            sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
+            if deletable(ws, &ns) {
+                delete_namespace(ctx, &ns_name).await?;
+                return Ok(Outcome::new(
+                    State::Deleting,
+                    StateReason::NamespaceTerminating,
+                    format!("deleting namespace {ns_name}"),
+                ));
+            }
+            sync_quota(ws, ctx, &ns_name, children::quota(ws, true)).await?;
+            Ok(Outcome::new(
+                State::Deleted,
+                StateReason::UserRequested,
+                format!("access to {ns_name} revoked; namespace retained"),
+            ))
+        }
+    }
+}
+
+enum NamespaceState {
+    Ours(Box<Namespace>),
+    Missing,
+    Foreign(String),
+}
+
+/// Find, create, adopt or re-adopt the target namespace; never touch one owned by someone else.
+async fn ensure_namespace(ws: &Workspace, ctx: &Context, name: &str) -> Result<NamespaceState> {
+    let cached = ctx
+        .namespaces
+        .get(&ObjectRef::new(name))
+        .map(|n| (*n).clone());
+    let found = match cached {
+        Some(ns) => Some(ns),
+        None => {
+            let api: Api<Namespace> = Api::all(ctx.client.clone());
+            api.get_opt(name).await.map_err(|source| Error::Read {
+                what: format!("namespace {name}"),
+                source,
+            })?
+        }
+    };
+    let uid = ws.metadata.uid.clone().unwrap_or_default();
+    let Some(ns) = found else {
+        if ws.spec.management == Management::Enrolled
+            || ws.spec.desired_state == DesiredState::Deleted
+        {
+            return Ok(NamespaceState::Missing);
+        }
+        let api: Api<Namespace> = Api::all(ctx.client.clone());
+        return match api
+            .create(&PostParams::default(), &children::namespace(ws))
+            .await
+        {
+            Ok(ns) => {
+                info!(namespace = name, "created namespace");
+                Ok(NamespaceState::Ours(Box::new(ns)))
+            }
+            // Created meanwhile (by us, a moment ago, or by someone else): look again next time.
+            Err(e) if is_status(&e, 409) => Err(Error::Write {
+                what: format!("namespace {name}"),
+                source: e,
+            }),
+            Err(source) => Err(Error::Write {
+                what: format!("namespace {name}"),
+                source,
+            }),
+        };
+    };
+    let ann = ns.annotations();
+    let recorded_uid = ann.get(labels::UID_ANNOTATION).map(String::as_str);
+    let recorded_ws = ann.get(labels::WORKSPACE_ANNOTATION).map(String::as_str);
+    let key = labels::workspace_key(ws);
+    let ours = recorded_uid == Some(uid.as_str());
+    // A namespace kept from an earlier Workspace of the same namespace and name is taken back.
+    let retained = !ours && recorded_ws == Some(key.as_str());
+    let unowned = recorded_uid.is_none() && recorded_ws.is_none();
+    if !(ours || retained || (unowned && ws.spec.management == Management::Enrolled)) {
+        let why = match recorded_ws {
+            Some(other) if other != key => format!("namespace {name} belongs to Workspace {other}"),
+            _ => format!(
+                "namespace {name} already exists and was not created for this Workspace; set management: Enrolled to adopt it"
+            ),
+        };
+        return Ok(NamespaceState::Foreign(why));
+    }
+    // Labels and annotations as they should be (repairs hand edits; records adoption).
+    let want = children::namespace(ws);
+    let mut want_labels = want.metadata.labels.clone().unwrap_or_default();
+    if retained || ours {
+        // Keep how the namespace came to be ours: created (Managed) or adopted (Enrolled).
+        if let Some(m) = ns.labels().get(labels::MANAGEMENT) {
+            want_labels.insert(labels::MANAGEMENT.into(), m.clone());
+        }
+    }
+    let want_ann = want.metadata.annotations.clone().unwrap_or_default();
+    let missing = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+        want.iter().any(|(k, v)| have.get(k) != Some(v))
+    };
+    if missing(ns.labels(), &want_labels) || missing(ns.annotations(), &want_ann) {
+        let api: Api<Namespace> = Api::all(ctx.client.clone());
+        let patch = json!({"metadata": {"labels": want_labels, "annotations": want_ann}});
+        let ns = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Write {
+                what: format!("namespace {name} labels"),
+                source,
+            })?;
+        return Ok(NamespaceState::Ours(Box::new(ns)));
+    }
+    Ok(NamespaceState::Ours(Box::new(ns)))
+}
+
+/// Only a namespace the operator created for this very Workspace is ever deleted.
+fn deletable(ws: &Workspace, ns: &Namespace) -> bool {
+    ws.spec.deletion_policy == DeletionPolicy::Delete
+        && ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some("Managed")
+        && ns.annotations().get(labels::UID_ANNOTATION) == ws.metadata.uid.as_ref()
+}
+
+async fn delete_namespace(ctx: &Context, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            info!(namespace = name, "deleting namespace");
+            Ok(())
+        }
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(source) => Err(Error::Delete {
+            what: format!("namespace {name}"),
+            source,
+        }),
+    }
+}
+
+fn belongs_to<K: Resource>(obj: &K, ws: &Workspace, ns: &str) -> bool {
+    obj.meta().namespace.as_deref() == Some(ns)
+        && obj
+            .annotations()
+            .get(labels::WORKSPACE_ANNOTATION)
+            .map(String::as_str)
+            == Some(labels::workspace_key(ws).as_str())
+}
+
+fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
+    let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| {
+        w.iter().all(|(k, v)| h.get(k) == Some(v))
+    };
+    sub(have.labels(), want.labels()) && sub(have.annotations(), want.annotations())
+}
+
+/// Make the workspace's RoleBindings exactly `want`: apply what differs, delete the rest.
+async fn sync_bindings(
+    ws: &Workspace,
+    ctx: &Context,
+    ns: &str,
+    want: Vec<RoleBinding>,
+) -> Result<()> {
+    let api: Api<RoleBinding> = api(ctx, Some(ns));
+    let have: Vec<Arc<RoleBinding>> = ctx
+        .bindings
+        .state()
+        .into_iter()
+        .filter(|rb| belongs_to(&**rb, ws, ns))
+        .collect();
+    for rb in &want {
+        let name = rb.name_any();
+        let current = have.iter().find(|h| h.name_any() == name);
+        let same = current.is_some_and(|h| {
+            h.role_ref == rb.role_ref && h.subjects == rb.subjects && labelled_as(&**h, rb)
+        });
+        if same {
+            continue;
+        }
+        if let Some(h) = current
+            && h.role_ref != rb.role_ref
+        {
+            // roleRef is immutable: replace the binding.
+            delete_opt(&api, &name).await?;
+        }
+        api.patch(
+            &name,
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(rb),
+        )
+        .await
+        .map_err(|source| Error::Write {
+            what: format!("rolebinding {ns}/{name}"),
+            source,
+        })?;
+    }
+    for h in have
+        .iter()
+        .filter(|h| !want.iter().any(|w| w.name_any() == h.name_any()))
+    {
+        delete_opt(&api, &h.name_any()).await?;
+    }
+    Ok(())
+}
+
+async fn sync_quota(
+    ws: &Workspace,
+    ctx: &Context,
+    ns: &str,
+    want: Option<ResourceQuota>,
+) -> Result<()> {
+    let api: Api<ResourceQuota> = api(ctx, Some(ns));
+    let have = ctx
+        .quotas
+        .state()
+        .into_iter()
+        .find(|q| belongs_to(&**q, ws, ns) && q.name_any() == labels::QUOTA);
+    match want {
+        Some(q) => {
+            let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
+            if have
+                .as_ref()
+                .is_some_and(|h| hard(h) == hard(&q) && labelled_as(&**h, &q))
+            {
+                return Ok(());
+            }
+            api.patch(
+                labels::QUOTA,
+                &PatchParams::apply(labels::FIELD_MANAGER).force(),
+                &Patch::Apply(&q),
+            )
+            .await
+            .map_err(|source| Error::Write {
+                what: format!("resourcequota {ns}/{}", labels::QUOTA),
+                source,
+            })?;
+        }
+        None => {
+            if have.is_some() {
+                delete_opt(&api, labels::QUOTA).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_opt<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(source) => Err(Error::Delete {
+            what: name.into(),
+            source,
+        }),
+    }
+}
+
+/// Write the status when it differs, and record an Event when the state changes.
+async fn report(ws: &Workspace, ctx: &Context, outcome: &Outcome) -> Result<()> {
+    let old = ws.status.as_ref();
+    let now = jiff::Timestamp::now();
+    let observed = status::Observed {
+        generation: ws.metadata.generation.unwrap_or(0),
+        desired: ws.spec.desired_state,
+        namespace: Some(labels::target_namespace(ws)),
+        workspace_id: labels::workspace_id(ws.metadata.uid.as_deref().unwrap_or("")),
+        now: &now,
+    };
+    let next = status::next(old, outcome, &observed);
+    ctx.metrics
+        .observe_state(&labels::workspace_key(ws), outcome.state);
+    if old == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
+    api.patch_status(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": next})),
+    )
+    .await
+    .map_err(Error::Status)?;
+    if old.and_then(|s| s.status) != Some(outcome.state) {
+        let type_ = if matches!(outcome.state, State::Failed | State::DeleteFailed) {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let event = KubeEvent {
+            type_,
+            reason: outcome.reason.as_str().into(),
+            note: Some(format!("{}: {}", outcome.state.as_str(), outcome.message)),
+            action: outcome.state.as_str().into(),
+            secondary: None,
+        };
+        // An event that cannot be recorded must not fail the reconcile.
+        if let Err(e) = ctx.recorder.publish(&event, &ws.object_ref(&())).await {
+            warn!(error = %e, "recording event");
+        }
+    }
+    Ok(())
+}
+
+// ----- the Workspace deleted ---------------------------------------------------------------------
+
+/// `kubectl delete`: revoke access, release or delete the namespace by policy, then let go.
+async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action> {
+    if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if ws.status.as_ref().and_then(|s| s.status) != Some(State::Deleting) {
+        report(
+            ws,
+            ctx,
+            &Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down"),
+        )
+        .await?;
+    }
+    if let Err(e) = teardown(ws, ctx).await {
+        let outcome = Outcome::new(
+            State::DeleteFailed,
+            StateReason::DeletionFailed,
+            e.to_string(),
+        );
+        report(ws, ctx, &outcome).await?;
+        return Err(e);
+    }
+    let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
+    let finalizers: Vec<String> = ws
+        .finalizers()
+        .iter()
+        .filter(|f| *f != labels::FINALIZER)
+        .cloned()
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
+    match api
+        .patch(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 404) => {}
+        Err(e) => return Err(Error::Finalizer(e.to_string())),
+    }
+    ctx.metrics.forget(&labels::workspace_key(ws));
+    Ok(Action::await_change())
+}
+
+async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
+    let ns_name = labels::target_namespace(ws);
+    let ns = match ctx.namespaces.get(&ObjectRef::new(&ns_name)) {
+        Some(ns) => Some((*ns).clone()),
+        None => Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&ns_name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("namespace {ns_name}"),
+                source,
+            })?,
+    };
+    let Some(ns) = ns else { return Ok(()) };
+    // Never touch a namespace this Workspace does not own (a conflict, or another Workspace's).
+    if ns.annotations().get(labels::UID_ANNOTATION) != ws.metadata.uid.as_ref() {
+        return Ok(());
+    }
+    sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
+    if deletable(ws, &ns) {
+        return delete_namespace(ctx, &ns_name).await;
+    }
+    sync_quota(ws, ctx, &ns_name, None).await?;
+    if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some("Enrolled") {
+        // Give an adopted namespace back as it was found.
+        let mut labels_patch = serde_json::Map::new();
+        for k in [
+            labels::MANAGED_BY,
+            labels::WORKSPACE_NAMESPACE,
+            labels::WORKSPACE_NAME,
+            labels::MANAGEMENT,
+        ] {
+            labels_patch.insert(k.into(), serde_json::Value::Null);
+        }
+        let patch = json!({"metadata": {"labels": labels_patch,
+            "annotations": {labels::WORKSPACE_ANNOTATION: null, labels::UID_ANNOTATION: null}}});
+        Api::<Namespace>::all(ctx.client.clone())
+            .patch(&ns_name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Write {
+                what: format!("namespace {ns_name} release"),
+                source,
+            })?;
+    }
+    Ok(())
+}

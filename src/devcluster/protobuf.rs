@@ -1,0 +1,166 @@
+//! Protobuf request bodies. Helm v4 (client-go typed clients) writes release Secrets and
+//! DeleteOptions as protobuf, and kubectl's imperative `create` generators do too; answers go
+//! out as JSON, which both accept.
+
+use base64::Engine;
+use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::Unknown;
+use prost::Message;
+use serde_json::{Map, Value, json};
+
+use super::errors::ApiError;
+use super::resources::Resource;
+
+const MAGIC: &[u8] = b"k8s\0";
+
+fn unwrap_envelope(body: &[u8]) -> Result<Unknown, ApiError> {
+    let raw = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| ApiError::bad_request("provided protobuf is not a Kubernetes envelope"))?;
+    Unknown::decode(raw)
+        .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf: {e}")))
+}
+
+fn bad(e: prost::DecodeError) -> ApiError {
+    ApiError::bad_request(format!("unable to decode protobuf: {e}"))
+}
+
+/// Decode an object body for `res` into its JSON form.
+pub fn decode_object(body: &[u8], res: &Resource) -> Result<Value, ApiError> {
+    let env = unwrap_envelope(body)?;
+    let raw = env.raw.unwrap_or_default();
+    let mut obj = match (res.group.as_str(), res.kind.as_str()) {
+        ("", "Secret") => {
+            let s = core::Secret::decode(raw.as_slice()).map_err(bad)?;
+            let mut o = json!({"metadata": object_meta(s.metadata)});
+            if !s.data.is_empty() {
+                let data: Map<String, Value> = s
+                    .data
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                        )
+                    })
+                    .collect();
+                o["data"] = Value::Object(data);
+            }
+            if !s.string_data.is_empty() {
+                o["stringData"] = json!(s.string_data);
+            }
+            if let Some(t) = s.r#type {
+                o["type"] = json!(t);
+            }
+            if let Some(i) = s.immutable {
+                o["immutable"] = json!(i);
+            }
+            o
+        }
+        ("", "ConfigMap") => {
+            let c = core::ConfigMap::decode(raw.as_slice()).map_err(bad)?;
+            let mut o = json!({"metadata": object_meta(c.metadata)});
+            if !c.data.is_empty() {
+                o["data"] = json!(c.data);
+            }
+            if !c.binary_data.is_empty() {
+                let data: Map<String, Value> = c
+                    .binary_data
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                        )
+                    })
+                    .collect();
+                o["binaryData"] = Value::Object(data);
+            }
+            if let Some(i) = c.immutable {
+                o["immutable"] = json!(i);
+            }
+            o
+        }
+        ("", "Namespace") => {
+            let n = core::Namespace::decode(raw.as_slice()).map_err(bad)?;
+            json!({"metadata": object_meta(n.metadata)})
+        }
+        ("", "ServiceAccount") => {
+            let s = core::ServiceAccount::decode(raw.as_slice()).map_err(bad)?;
+            let mut o = json!({"metadata": object_meta(s.metadata)});
+            if let Some(a) = s.automount_service_account_token {
+                o["automountServiceAccountToken"] = json!(a);
+            }
+            o
+        }
+        _ => {
+            return Err(ApiError::unsupported_media(
+                "application/json, application/yaml",
+            ));
+        }
+    };
+    obj["apiVersion"] = json!(res.api_version());
+    obj["kind"] = json!(res.kind);
+    Ok(obj)
+}
+
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, ApiError> {
+    let env = unwrap_envelope(body)?;
+    let d = meta::DeleteOptions::decode(env.raw.unwrap_or_default().as_slice()).map_err(bad)?;
+    let mut o = json!({});
+    if let Some(p) = d.propagation_policy {
+        o["propagationPolicy"] = json!(p);
+    }
+    if let Some(g) = d.grace_period_seconds {
+        o["gracePeriodSeconds"] = json!(g);
+    }
+    if !d.dry_run.is_empty() {
+        o["dryRun"] = json!(d.dry_run);
+    }
+    if let Some(p) = d.preconditions {
+        if let Some(uid) = p.uid {
+            o["preconditions"]["uid"] = json!(uid);
+        }
+        if let Some(rv) = p.resource_version {
+            o["preconditions"]["resourceVersion"] = json!(rv);
+        }
+    }
+    Ok(o)
+}
+
+fn object_meta(m: Option<meta::ObjectMeta>) -> Value {
+    let Some(m) = m else { return json!({}) };
+    let mut o = Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            o.insert(k.into(), json!(v));
+        }
+    };
+    put("name", m.name);
+    put("generateName", m.generate_name);
+    put("namespace", m.namespace);
+    put("uid", m.uid);
+    put("resourceVersion", m.resource_version);
+    if !m.labels.is_empty() {
+        o.insert("labels".into(), json!(m.labels));
+    }
+    if !m.annotations.is_empty() {
+        o.insert("annotations".into(), json!(m.annotations));
+    }
+    if !m.finalizers.is_empty() {
+        o.insert("finalizers".into(), json!(m.finalizers));
+    }
+    if !m.owner_references.is_empty() {
+        let refs: Vec<Value> = m
+            .owner_references
+            .into_iter()
+            .map(|r| {
+                json!({"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
+                       "controller": r.controller, "blockOwnerDeletion": r.block_owner_deletion})
+            })
+            .collect();
+        o.insert("ownerReferences".into(), Value::Array(refs));
+    }
+    Value::Object(o)
+}

@@ -1,0 +1,247 @@
+//! Every label key, annotation key, finalizer and field manager the operator uses, and the one
+//! place that derives names and label values from a Workspace. The controller, the CLI and the
+//! kubectl plugin all call these.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::crd::{AuthType, DesiredState, Management, State, Workspace};
+
+pub const GROUP: &str = "workspaces.dev";
+pub const FINALIZER: &str = "workspaces.dev/cleanup";
+pub const FIELD_MANAGER: &str = "workspace-operator";
+
+/// Labels on Workspaces, kept current by the controller so lists filter on the API server.
+pub const STATUS: &str = "workspaces.dev/status";
+pub const DESIRED_STATE: &str = "workspaces.dev/desired-state";
+pub const ENTERPRISE_PROJECT: &str = "workspaces.dev/enterprise-project";
+pub const AUTH_TYPE: &str = "workspaces.dev/auth-type";
+pub const DEFAULT: &str = "workspaces.dev/default";
+pub const RESOURCE_GROUP: &str = "workspaces.dev/resource-group";
+pub const OWNER: &str = "workspaces.dev/owner";
+pub const LIST_LABELS: [&str; 7] = [
+    STATUS,
+    DESIRED_STATE,
+    ENTERPRISE_PROJECT,
+    AUTH_TYPE,
+    DEFAULT,
+    RESOURCE_GROUP,
+    OWNER,
+];
+
+/// Labels and annotations on the objects the operator creates or adopts.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "workspace-operator";
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=workspace-operator";
+pub const WORKSPACE_NAMESPACE: &str = "workspaces.dev/workspace-namespace";
+pub const WORKSPACE_NAME: &str = "workspaces.dev/workspace-name";
+/// On a namespace: `Managed` (the operator created it) or `Enrolled` (adopted; never deleted).
+pub const MANAGEMENT: &str = "workspaces.dev/management";
+/// The exact `namespace/name` of the owning Workspace (label values are length-limited).
+pub const WORKSPACE_ANNOTATION: &str = "workspaces.dev/workspace";
+/// The uid of the owning Workspace: a namespace is only ever deleted when this matches.
+pub const UID_ANNOTATION: &str = "workspaces.dev/workspace-uid";
+
+/// Names of the children inside a workspace namespace.
+pub const ADMINS_BINDING: &str = "workspace-admins";
+pub const PUBLIC_BINDING: &str = "workspace-public-view";
+pub const GRANTS_BINDING_PREFIX: &str = "workspace-grants-";
+pub const QUOTA: &str = "workspace-quota";
+
+/// The namespace a Workspace provisions: `spec.namespace`, or one derived from its namespace and
+/// name that is a valid DNS label, stable, and collision-safe (a hash of `namespace/name`).
+pub fn target_namespace(ws: &Workspace) -> String {
+    match &ws.spec.namespace {
+        Some(ns) => ns.clone(),
+        None => derived_namespace(
+            ws.metadata.namespace.as_deref().unwrap_or("default"),
+            ws.metadata.name.as_deref().unwrap_or(""),
+        ),
+    }
+}
+
+pub fn derived_namespace(namespace: &str, name: &str) -> String {
+    let hash = short_hash(&format!("{namespace}/{name}"));
+    let readable: String = format!("{namespace}-{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let readable: String = readable.chars().take(63 - 1 - hash.len()).collect();
+    let readable = readable.trim_matches('-');
+    if readable.is_empty() {
+        format!("ws-{hash}")
+    } else {
+        format!("{readable}-{hash}")
+    }
+}
+
+fn short_hash(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A label value for any string. Valid label values are used as they are; anything else maps to
+/// its valid characters (`@` becomes `_at_`, others `_`), cut to 54 characters, plus `-` and
+/// eight hex digits of its SHA-256, so distinct inputs stay distinct.
+pub fn label_value(s: &str) -> String {
+    if is_label_value(s) {
+        return s.to_string();
+    }
+    let mapped: String = s
+        .chars()
+        .flat_map(|c| match c {
+            '@' => "_at_".chars().collect::<Vec<_>>(),
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' => vec![c],
+            _ => vec!['_'],
+        })
+        .collect();
+    let trimmed: String = mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(54)
+        .collect();
+    let trimmed = trimmed.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let hash = short_hash(s);
+    if trimmed.is_empty() {
+        format!("x-{hash}")
+    } else {
+        format!("{trimmed}-{hash}")
+    }
+}
+
+fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= 63
+        && (b.is_empty()
+            || (b
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()))
+}
+
+pub fn desired_state_str(d: DesiredState) -> &'static str {
+    match d {
+        DesiredState::Available => "Available",
+        DesiredState::Deactivated => "Deactivated",
+        DesiredState::Deleted => "Deleted",
+    }
+}
+
+pub fn auth_type_str(a: AuthType) -> &'static str {
+    match a {
+        AuthType::Public => "Public",
+        AuthType::Private => "Private",
+        AuthType::Internal => "Internal",
+    }
+}
+
+pub fn management_str(m: Management) -> &'static str {
+    match m {
+        Management::Managed => "Managed",
+        Management::Enrolled => "Enrolled",
+    }
+}
+
+/// The list-view labels a Workspace should carry when its status is `status`.
+pub fn list_labels(ws: &Workspace, status: State) -> BTreeMap<String, String> {
+    let spec = &ws.spec;
+    let mut l = BTreeMap::new();
+    l.insert(STATUS.into(), status.as_str().into());
+    l.insert(
+        DESIRED_STATE.into(),
+        desired_state_str(spec.desired_state).into(),
+    );
+    l.insert(
+        ENTERPRISE_PROJECT.into(),
+        label_value(&spec.enterprise_project),
+    );
+    l.insert(AUTH_TYPE.into(), auth_type_str(spec.auth_type).into());
+    l.insert(DEFAULT.into(), spec.is_default.to_string());
+    if let Some(rg) = &spec.resource_group {
+        l.insert(RESOURCE_GROUP.into(), label_value(rg));
+    }
+    l.insert(OWNER.into(), label_value(&spec.owner));
+    l
+}
+
+/// Labels that tie a child object to its Workspace.
+pub fn child_labels(ws: &Workspace) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
+    l.insert(
+        WORKSPACE_NAMESPACE.into(),
+        ws.metadata.namespace.clone().unwrap_or_default(),
+    );
+    l.insert(
+        WORKSPACE_NAME.into(),
+        label_value(ws.metadata.name.as_deref().unwrap_or("")),
+    );
+    l
+}
+
+pub fn child_annotations(ws: &Workspace) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert(WORKSPACE_ANNOTATION.into(), workspace_key(ws));
+    a.insert(
+        UID_ANNOTATION.into(),
+        ws.metadata.uid.clone().unwrap_or_default(),
+    );
+    a
+}
+
+/// `namespace/name` of a Workspace, as recorded on its children.
+pub fn workspace_key(ws: &Workspace) -> String {
+    format!(
+        "{}/{}",
+        ws.metadata.namespace.as_deref().unwrap_or(""),
+        ws.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The seeds' id format: the uid without hyphens.
+pub fn workspace_id(uid: &str) -> String {
+    uid.replace('-', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_namespaces_are_valid_stable_and_collision_safe() {
+        let a = derived_namespace("acme", "a-b");
+        let b = derived_namespace("acme-a", "b");
+        assert_ne!(a, b, "same readable part, different hash");
+        assert_eq!(a, derived_namespace("acme", "a-b"));
+        let long = derived_namespace(&"n".repeat(63), &"x.y".repeat(80));
+        assert!(long.len() <= 63, "{long}");
+        assert!(
+            crate::devcluster::validation::is_dns1123_label(&long),
+            "{long}"
+        );
+        assert!(crate::devcluster::validation::is_dns1123_label(&a));
+    }
+
+    #[test]
+    fn label_values_are_valid_and_distinct() {
+        assert_eq!(label_value("alice"), "alice");
+        let mapped = label_value("alice@example.com");
+        assert!(mapped.starts_with("alice_at_example.com-"), "{mapped}");
+        assert!(is_label_value(&mapped));
+        assert_ne!(label_value("a@b"), label_value("a#b"));
+        assert!(is_label_value(&label_value(&"x".repeat(100))));
+        assert!(is_label_value(&label_value("-lead")));
+        assert!(is_label_value(&label_value("@@@")));
+    }
+}
