@@ -276,3 +276,102 @@ impl Counters {
             .unwrap_or_default()
     }
 }
+
+/// A server on its own thread and runtime, so blocking callers (kubectl in tests, benchmark
+/// drivers) and async ones can share it. Stops when dropped.
+pub struct Background {
+    url: String,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Start on a free loopback port; with `operator`, the Workspace CRD is installed and the
+    /// controller runs against the server.
+    pub fn start(operator: Option<crate::controller::Config>) -> std::io::Result<Background> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("devcluster".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let cluster =
+                        match DevCluster::start("127.0.0.1:0".parse().expect("loopback parses"))
+                            .await
+                        {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                    if let Some(config) = operator {
+                        let client = cluster.client();
+                        if let Err(e) = crate::dev::install_crd(&client).await {
+                            let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+                            return;
+                        }
+                        tokio::spawn(crate::controller::run(client, config));
+                    }
+                    let _ = ready_tx.send(Ok((cluster.url(), cluster.state().clone())));
+                    let _ = stop_rx.await;
+                });
+            })?;
+        let (url, state) = ready_rx.recv().map_err(std::io::Error::other)??;
+        Ok(Background {
+            url,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_for(&self.url)
+    }
+
+    /// A kube-rs client; build it inside the caller's runtime.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("a loopback URL parses"));
+        kube::Client::try_from(config).expect("a plain-HTTP client builds")
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
