@@ -195,7 +195,9 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 // ----- the Workspace alive -----------------------------------------------------------------------
 
 async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action> {
-    let spec = &ws.spec;
+    let mut ws = ws.clone();
+    let ws = &mut ws;
+    let spec = &ws.spec.clone();
     let invalid = children::invalid_quantities(ws);
     let outcome_if_blocked = if !invalid.is_empty() {
         Some(Outcome::new(
@@ -221,7 +223,25 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action> {
 
     let outcome = match outcome_if_blocked {
         Some(o) => o,
-        None => provision(ws, ctx).await?,
+        None => match provision(ws, ctx).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Say so, then retry with backoff: the status stays truthful while it fails.
+                let failing = Outcome::new(
+                    State::Provisioning,
+                    StateReason::ProvisioningFailed,
+                    e.to_string(),
+                );
+                let reported = async {
+                    ensure_metadata(ws, ctx, failing.state).await?;
+                    report(ws, ctx, &failing).await
+                };
+                if let Err(again) = reported.await {
+                    warn!(error = %again, "reporting a failed provisioning");
+                }
+                return Err(e);
+            }
+        },
     };
     if outcome.state != predicted {
         ensure_metadata(ws, ctx, outcome.state).await?;
@@ -263,8 +283,9 @@ fn default_conflict(ws: &Workspace, ctx: &Context) -> Option<String> {
         .min()
 }
 
-/// Finalizer and list-view labels in one write, and only when they differ.
-async fn ensure_metadata(ws: &Workspace, ctx: &Context, status: State) -> Result<()> {
+/// Finalizer and list-view labels in one write, and only when they differ. `ws` is updated to
+/// the stored object so later writes of the same reconcile carry its resourceVersion.
+async fn ensure_metadata(ws: &mut Workspace, ctx: &Context, status: State) -> Result<()> {
     let want = labels::list_labels(ws, status);
     let have = ws.labels();
     let mut patch_labels = serde_json::Map::new();

@@ -105,6 +105,11 @@ impl Metrics {
         self.reconciles.inc();
     }
 
+    /// Completed reconciles so far (tests wait on it instead of sleeping).
+    pub fn reconcile_count(&self) -> u64 {
+        self.reconciles.get()
+    }
+
     pub fn failed(&self, reason: &str) {
         self.failures
             .get_or_create(&ReasonLabel {

@@ -230,3 +230,96 @@ pub fn widget(name: &str, ns: &str, size: i64, color: &str, labels: &[(&str, &st
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}spec:\n  size: {size}\n  color: {color}\n"
     )
 }
+
+/// The operator on its own thread and runtime, against a cluster; stops (gracefully) on drop.
+pub struct Operator {
+    pub metrics: std::sync::Arc<workspace_operator::metrics::Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    pub fn start(c: &Cluster) -> Operator {
+        let metrics = std::sync::Arc::new(workspace_operator::metrics::Metrics::default());
+        let config = workspace_operator::controller::Config {
+            metrics: Some(metrics.clone()),
+            ..Default::default()
+        };
+        let url = c.server.url().to_string();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url")))
+                    .expect("client");
+                let shutdown = async move {
+                    let _ = stop_rx.await;
+                };
+                workspace_operator::controller::run_until(client, config, shutdown).await;
+            });
+        });
+        Operator {
+            metrics,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Wait until at least `n` more reconciles than `since` completed.
+    pub fn wait_reconciles(&self, since: u64, n: u64) {
+        eventually("reconciles", Duration::from_secs(20), || {
+            (self.metrics.reconcile_count() >= since + n).then_some(())
+        });
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A cluster with the committed CRD applied through kubectl, and the operator running.
+pub fn with_operator() -> (Cluster, Operator) {
+    let c = Cluster::start(false);
+    c.ok(&[
+        "apply",
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml"),
+    ]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/workspaces.workspaces.dev",
+        "--timeout=10s",
+    ]);
+    let op = Operator::start(&c);
+    (c, op)
+}
+
+/// Wait until Workspace `name` in `ns` reports `status`; returns the full jsonpath reading.
+pub fn wait_status(c: &Cluster, ns: &str, name: &str, status: &str) {
+    c.eventually(
+        &format!("{ns}/{name} to be {status}"),
+        Duration::from_secs(20),
+        || {
+            let s = c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.status}");
+            (s == status).then_some(())
+        },
+    );
+}
+
+pub fn workspace(name: &str, ns: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: workspaces.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  owner: alice@example.com\n{extra_spec}"
+    )
+}
