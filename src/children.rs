@@ -20,9 +20,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            public_group: "system:authenticated".into(),
-        }
+        Settings { public_group: "system:authenticated".into() }
     }
 }
 
@@ -40,15 +38,9 @@ fn meta(ws: &Workspace, name: &str, namespace: Option<&str>) -> ObjectMeta {
 pub fn namespace(ws: &Workspace) -> Namespace {
     let mut m = meta(ws, &labels::target_namespace(ws), None);
     if let Some(l) = m.labels.as_mut() {
-        l.insert(
-            labels::MANAGEMENT.into(),
-            labels::management_str(ws.spec.management).into(),
-        );
+        l.insert(labels::MANAGEMENT.into(), labels::management_str(ws.spec.management).into());
     }
-    Namespace {
-        metadata: m,
-        ..Default::default()
-    }
+    Namespace { metadata: m, ..Default::default() }
 }
 
 /// RoleBindings that give access while the workspace is Available: owner and admins get
@@ -72,11 +64,7 @@ pub fn role_bindings(ws: &Workspace, settings: &Settings) -> Vec<RoleBinding> {
     }
     let mut out = vec![binding(labels::ADMINS_BINDING, "admin", admins)];
     match ws.spec.auth_type {
-        AuthType::Public => out.push(binding(
-            labels::PUBLIC_BINDING,
-            "view",
-            vec![group(&settings.public_group)],
-        )),
+        AuthType::Public => out.push(binding(labels::PUBLIC_BINDING, "view", vec![group(&settings.public_group)])),
         AuthType::Private => {}
         AuthType::Internal => {
             let mut by_role: BTreeMap<GrantRole, Vec<Subject>> = BTreeMap::new();
@@ -121,12 +109,7 @@ fn group(name: &str) -> Subject {
 /// `namespace:name`, or a bare name meaning a ServiceAccount in the workspace namespace.
 fn service_account(name: &str, default_ns: &str) -> Subject {
     let (ns, n) = name.split_once(':').unwrap_or((default_ns, name));
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: n.into(),
-        api_group: None,
-        namespace: Some(ns.into()),
-    }
+    Subject { kind: "ServiceAccount".into(), name: n.into(), api_group: None, namespace: Some(ns.into()) }
 }
 
 /// The ResourceQuota: `resourceLimits` mirrored; when deactivated, `pods: 0` blocks new pods
@@ -154,10 +137,7 @@ pub fn quota(ws: &Workspace, deactivated: bool) -> Option<ResourceQuota> {
     let ns = labels::target_namespace(ws);
     Some(ResourceQuota {
         metadata: meta(ws, labels::QUOTA, Some(&ns)),
-        spec: Some(ResourceQuotaSpec {
-            hard: Some(hard),
-            ..Default::default()
-        }),
+        spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
         status: None,
     })
 }
@@ -167,29 +147,18 @@ pub fn invalid_quantities(ws: &Workspace) -> Vec<String> {
     let Some(l) = &ws.spec.resource_limits else {
         return Vec::new();
     };
-    [
-        ("cpu", &l.cpu),
-        ("memory", &l.memory),
-        ("pods", &l.pods),
-        ("storage", &l.storage),
-        ("gpu", &l.gpu),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| {
-        v.as_ref()
-            .filter(|v| !quantity_fits(v))
-            .map(|v| format!("resourceLimits.{k}: {v:?} is out of range"))
-    })
-    .collect()
+    [("cpu", &l.cpu), ("memory", &l.memory), ("pods", &l.pods), ("storage", &l.storage), ("gpu", &l.gpu)]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_ref().filter(|v| !quantity_fits(v)).map(|v| format!("resourceLimits.{k}: {v:?} is out of range"))
+        })
+        .collect()
 }
 
 /// Kubernetes stores quantities as int64 scaled values; far larger numbers are refused.
 fn quantity_fits(q: &str) -> bool {
     let digits: String = q.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let exp = q
-        .find(['e', 'E'])
-        .and_then(|i| q[i + 1..].parse::<i32>().ok())
-        .unwrap_or(0);
+    let exp = q.find(['e', 'E']).and_then(|i| q[i + 1..].parse::<i32>().ok()).unwrap_or(0);
     digits.trim_start_matches('0').len() as i32 + exp <= 18
 }
 
@@ -215,47 +184,23 @@ mod tests {
         let w = ws(serde_json::json!({"owner": "alice", "admins": ["bob", "alice"]}));
         let rbs = role_bindings(&w, &Settings::default());
         assert_eq!(rbs.len(), 2);
-        let names: Vec<_> = rbs[0]
-            .subjects
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
+        let names: Vec<_> = rbs[0].subjects.as_ref().unwrap().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["alice", "bob"]);
         assert_eq!(rbs[0].role_ref.name, "admin");
         assert_eq!(rbs[1].role_ref.name, "view");
-        assert_eq!(
-            rbs[1].subjects.as_ref().unwrap()[0].name,
-            "system:authenticated"
-        );
-        assert_eq!(
-            rbs[0].metadata.namespace.as_deref(),
-            Some(labels::target_namespace(&w).as_str())
-        );
+        assert_eq!(rbs[1].subjects.as_ref().unwrap()[0].name, "system:authenticated");
+        assert_eq!(rbs[0].metadata.namespace.as_deref(), Some(labels::target_namespace(&w).as_str()));
     }
 
     #[test]
     fn internal_workspace_groups_grants_by_role() {
-        let w = ws(
-            serde_json::json!({"owner": "alice", "authType": "Internal", "grants": [
+        let w = ws(serde_json::json!({"owner": "alice", "authType": "Internal", "grants": [
             {"kind": "User", "name": "carol", "role": "edit"},
             {"kind": "Group", "name": "data", "role": "view"},
-            {"kind": "ServiceAccount", "name": "ci:bot", "role": "edit"}]}),
-        );
+            {"kind": "ServiceAccount", "name": "ci:bot", "role": "edit"}]}));
         let rbs = role_bindings(&w, &Settings::default());
-        let names: Vec<_> = rbs
-            .iter()
-            .map(|r| r.metadata.name.clone().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "workspace-admins",
-                "workspace-grants-view",
-                "workspace-grants-edit"
-            ]
-        );
+        let names: Vec<_> = rbs.iter().map(|r| r.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["workspace-admins", "workspace-grants-view", "workspace-grants-edit"]);
         let sa = &rbs[2].subjects.as_ref().unwrap()[1];
         assert_eq!(
             (sa.kind.as_str(), sa.namespace.as_deref(), sa.name.as_str()),
@@ -271,9 +216,7 @@ mod tests {
 
     #[test]
     fn quota_mirrors_limits_and_blocks_pods_when_deactivated() {
-        let w = ws(
-            serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "4", "memory": "8Gi", "pods": "20"}}),
-        );
+        let w = ws(serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "4", "memory": "8Gi", "pods": "20"}}));
         let q = quota(&w, false).unwrap();
         let hard = q.spec.unwrap().hard.unwrap();
         assert_eq!(hard["limits.cpu"].0, "4");
@@ -282,27 +225,15 @@ mod tests {
         assert_eq!(q.spec.unwrap().hard.unwrap()["pods"].0, "0");
         let none = ws(serde_json::json!({"owner": "a"}));
         assert!(quota(&none, false).is_none());
-        assert_eq!(
-            quota(&none, true)
-                .unwrap()
-                .spec
-                .unwrap()
-                .hard
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(quota(&none, true).unwrap().spec.unwrap().hard.unwrap().len(), 1);
     }
 
     #[test]
     fn overflowing_quantities_are_reported() {
-        let w = ws(
-            serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "99999999999999999999", "memory": "1e30"}}),
-        );
+        let w =
+            ws(serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "99999999999999999999", "memory": "1e30"}}));
         assert_eq!(invalid_quantities(&w).len(), 2);
-        let ok = ws(
-            serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "500m", "memory": "64Gi"}}),
-        );
+        let ok = ws(serde_json::json!({"owner": "a", "resourceLimits": {"cpu": "500m", "memory": "64Gi"}}));
         assert!(invalid_quantities(&ok).is_empty());
     }
 }

@@ -23,6 +23,7 @@ use tracing::{info, instrument, warn};
 use crate::children::{self, Settings};
 use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
 use crate::error::{Error, Result};
+use crate::expectations::Expectations;
 use crate::labels;
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
@@ -40,12 +41,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            settings: Settings::default(),
-            concurrency: 16,
-            namespace: None,
-            metrics: None,
-        }
+        Config { settings: Settings::default(), concurrency: 16, namespace: None, metrics: None }
     }
 }
 
@@ -60,6 +56,8 @@ pub struct Context {
     quotas: Store<ResourceQuota>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
+    /// Writes the caches have not shown yet.
+    expect: Expectations,
     pub metrics: Arc<Metrics>,
 }
 
@@ -80,11 +78,7 @@ fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Workspace>> {
 }
 
 /// Run the controller until `shutdown` resolves (in-flight reconciles are finished first).
-pub async fn run_until(
-    client: Client,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let workspaces: Api<Workspace> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -115,10 +109,7 @@ pub async fn run_until(
         .reflect(q_writer)
         .touched_objects();
 
-    let reporter = Reporter {
-        controller: labels::FIELD_MANAGER.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let reporter = Reporter { controller: labels::FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
@@ -128,6 +119,7 @@ pub async fn run_until(
         bindings: rb_store,
         quotas: q_store,
         failures: Mutex::default(),
+        expect: Expectations::default(),
         metrics: config.metrics.clone().unwrap_or_default(),
     });
     Controller::for_stream(ws_stream, ws_store)
@@ -154,16 +146,14 @@ pub async fn run(client: Client, config: Config) {
 #[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), name = ws.name_any()))]
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer();
-    let result = if ws.metadata.deletion_timestamp.is_some() {
-        cleanup(&ws, &ctx).await
-    } else {
-        apply(&ws, &ctx).await
-    };
+    if ctx.expect.pending(&ws_key(&ws), ws.resource_version().as_deref()) {
+        // Our own last write has not reached the cache; its watch event will bring us back.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let result =
+        if ws.metadata.deletion_timestamp.is_some() { cleanup(&ws, &ctx).await } else { apply(&ws, &ctx).await };
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ObjectRef::from_obj(&*ws));
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(&*ws));
         ctx.metrics.reconciled();
     }
     result
@@ -174,8 +164,7 @@ fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let n = failures.entry(ObjectRef::from_obj(&*ws)).or_default();
     *n = n.saturating_add(1);
-    let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10)))
-        .min(Duration::from_secs(300));
+    let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10))).min(Duration::from_secs(300));
     warn!(error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -194,47 +183,38 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 
 // ----- the Workspace alive -----------------------------------------------------------------------
 
-async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action> {
-    let mut ws = ws.clone();
-    let ws = &mut ws;
-    let spec = &ws.spec.clone();
-    let invalid = children::invalid_quantities(ws);
-    let outcome_if_blocked = if !invalid.is_empty() {
-        Some(Outcome::new(
-            State::Failed,
-            StateReason::InvalidSpec,
-            invalid.join("; "),
-        ))
-    } else {
-        default_conflict(ws, ctx).map(|other| {
-            Outcome::new(
-                State::Failed,
-                StateReason::DefaultConflict,
-                format!("Workspace {other} is already the default in this namespace"),
-            )
-        })
-    };
-    let predicted = outcome_if_blocked
-        .as_ref()
-        .map(|o| o.state)
-        .unwrap_or(status::goal(spec.desired_state));
-    // The finalizer goes on before anything is created, so nothing can be left behind.
-    ensure_metadata(ws, ctx, predicted).await?;
+/// What to do about the target namespace, decided from reads alone.
+enum Plan {
+    /// Nothing to write to children: the outcome is known (a conflict, a missing namespace...).
+    Done(Outcome),
+    /// Provision, creating the namespace when `None`.
+    Go(Option<Box<Namespace>>),
+}
 
-    let outcome = match outcome_if_blocked {
-        Some(o) => o,
-        None => match provision(ws, ctx).await {
-            Ok(o) => o,
+fn ws_key(ws: &Workspace) -> String {
+    format!("workspace/{}", labels::workspace_key(ws))
+}
+
+async fn apply(cached: &Workspace, ctx: &Context) -> Result<Action> {
+    let mut ws = cached.clone();
+    let ns_name = labels::target_namespace(&ws);
+    let plan = plan(&ws, ctx, &ns_name).await?;
+    let predicted = match &plan {
+        Plan::Done(o) => o.state,
+        Plan::Go(_) => status::goal(ws.spec.desired_state),
+    };
+    // The finalizer goes on before anything is created, so nothing can be left behind.
+    ensure_metadata(&mut ws, ctx, predicted).await?;
+    let (outcome, settling) = match plan {
+        Plan::Done(o) => (o, false),
+        Plan::Go(found) => match provision(&ws, ctx, &ns_name, found).await {
+            Ok(done) => done,
             Err(e) => {
                 // Say so, then retry with backoff: the status stays truthful while it fails.
-                let failing = Outcome::new(
-                    State::Provisioning,
-                    StateReason::ProvisioningFailed,
-                    e.to_string(),
-                );
+                let failing = Outcome::new(State::Provisioning, StateReason::ProvisioningFailed, e.to_string());
                 let reported = async {
-                    ensure_metadata(ws, ctx, failing.state).await?;
-                    report(ws, ctx, &failing).await
+                    ensure_metadata(&mut ws, ctx, failing.state).await?;
+                    report(&mut ws, ctx, &failing).await
                 };
                 if let Err(again) = reported.await {
                     warn!(error = %again, "reporting a failed provisioning");
@@ -244,17 +224,84 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action> {
         },
     };
     if outcome.state != predicted {
-        ensure_metadata(ws, ctx, outcome.state).await?;
+        ensure_metadata(&mut ws, ctx, outcome.state).await?;
     }
-    report(ws, ctx, &outcome).await?;
+    report(&mut ws, ctx, &outcome).await?;
     Ok(match (outcome.state, outcome.reason) {
+        _ if settling => Action::requeue(Duration::from_secs(2)),
         (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
         (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
-        (State::Provisioning | State::Deleting | State::Pending, _) => {
-            Action::requeue(Duration::from_secs(2))
-        }
+        (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),
         _ => Action::requeue(Duration::from_secs(3600)),
     })
+}
+
+/// Decide from reads what this reconcile can do: blocked by the spec, by another default, or
+/// by a namespace that belongs to someone else; otherwise provision.
+async fn plan(ws: &Workspace, ctx: &Context, ns_name: &str) -> Result<Plan> {
+    let invalid = children::invalid_quantities(ws);
+    if !invalid.is_empty() {
+        return Ok(Plan::Done(Outcome::new(State::Failed, StateReason::InvalidSpec, invalid.join("; "))));
+    }
+    if let Some(other) = default_conflict(ws, ctx) {
+        let msg = format!("Workspace {other} is already the default in this namespace");
+        return Ok(Plan::Done(Outcome::new(State::Failed, StateReason::DefaultConflict, msg)));
+    }
+    let Some(ns) = find_namespace(ctx, ns_name).await? else {
+        return Ok(match (ws.spec.management, ws.spec.desired_state) {
+            (Management::Enrolled, _) => {
+                let msg = format!("namespace {ns_name} to enroll does not exist");
+                Plan::Done(Outcome::new(State::Failed, StateReason::NamespaceNotFound, msg))
+            }
+            (_, DesiredState::Deleted) => {
+                let msg = format!("namespace {ns_name} does not exist; nothing to keep");
+                Plan::Done(Outcome::new(State::Deleted, StateReason::UserRequested, msg))
+            }
+            _ => Plan::Go(None),
+        });
+    };
+    match ownership(ws, &ns) {
+        Ownership::Foreign(why) => Ok(Plan::Done(Outcome::new(State::Failed, StateReason::NamespaceConflict, why))),
+        _ => Ok(Plan::Go(Some(Box::new(ns)))),
+    }
+}
+
+/// The namespace from the cache of labelled namespaces, or from the API when it is not ours.
+async fn find_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>> {
+    if let Some(ns) = ctx.namespaces.get(&ObjectRef::new(name)) {
+        return Ok(Some((*ns).clone()));
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    api.get_opt(name).await.map_err(|source| Error::Read { what: format!("namespace {name}"), source })
+}
+
+enum Ownership {
+    /// Recorded for this very Workspace.
+    Ours,
+    /// Kept from an earlier Workspace of the same namespace and name, or unowned and enrolled.
+    Adoptable,
+    Foreign(String),
+}
+
+fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
+    let name = ns.name_any();
+    let ann = ns.annotations();
+    let recorded_uid = ann.get(labels::UID_ANNOTATION);
+    let recorded_ws = ann.get(labels::WORKSPACE_ANNOTATION);
+    let key = labels::workspace_key(ws);
+    if recorded_uid.is_some() && recorded_uid == ws.metadata.uid.as_ref() {
+        return Ownership::Ours;
+    }
+    if recorded_ws == Some(&key) {
+        return Ownership::Adoptable;
+    }
+    match recorded_ws {
+        Some(other) => Ownership::Foreign(format!("namespace {name} belongs to Workspace {other}")),
+        None if recorded_uid.is_none() && ws.spec.management == Management::Enrolled => Ownership::Adoptable,
+        None => Ownership::Foreign(format!(
+            "namespace {name} already exists and was not created for this Workspace; set management: Enrolled to adopt it"
+        )),
+    }
 }
 
 /// The oldest default Workspace in the namespace wins; any other default is in conflict.
@@ -262,29 +309,19 @@ fn default_conflict(ws: &Workspace, ctx: &Context) -> Option<String> {
     if !ws.spec.is_default {
         return None;
     }
-    let key = |w: &Workspace| {
-        (
-            w.metadata.creation_timestamp.clone().map(|t| t.0),
-            w.name_any(),
-        )
-    };
+    let key = |w: &Workspace| (w.metadata.creation_timestamp.clone().map(|t| t.0), w.name_any());
     let mine = key(ws);
     ctx.workspaces
         .state()
         .iter()
-        .filter(|w| {
-            w.namespace() == ws.namespace()
-                && w.spec.is_default
-                && w.metadata.deletion_timestamp.is_none()
-        })
-        .filter(|w| w.name_any() != ws.name_any())
-        .filter(|w| key(w) < mine)
+        .filter(|w| w.namespace() == ws.namespace() && w.spec.is_default && w.metadata.deletion_timestamp.is_none())
+        .filter(|w| w.name_any() != ws.name_any() && key(w) < mine)
         .map(|w| w.name_any())
         .min()
 }
 
-/// Finalizer and list-view labels in one write, and only when they differ. `ws` is updated to
-/// the stored object so later writes of the same reconcile carry its resourceVersion.
+/// Finalizer and list-view labels in one write, and only when they differ. `ws` becomes the
+/// stored object, so later writes of the same reconcile carry its resourceVersion.
 async fn ensure_metadata(ws: &mut Workspace, ctx: &Context, status: State) -> Result<()> {
     let want = labels::list_labels(ws, status);
     let have = ws.labels();
@@ -313,195 +350,92 @@ async fn ensure_metadata(ws: &mut Workspace, ctx: &Context, status: State) -> Re
         meta["finalizers"] = json!(f);
     }
     let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
-    api.patch(
-        &ws.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": meta})),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        what: "Workspace labels and finalizer".into(),
-        source,
-    })?;
+    let patched = api
+        .patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(json!({"metadata": meta})))
+        .await
+        .map_err(|source| Error::Write { what: "Workspace labels and finalizer".into(), source })?;
+    ctx.expect.wrote(&ws_key(ws), patched.resource_version());
+    *ws = patched;
     Ok(())
 }
 
-/// Bring the namespace, access and quota to the desired state; report what was reached.
-async fn provision(ws: &Workspace, ctx: &Context) -> Result<Outcome> {
-    let ns_name = labels::target_namespace(ws);
-    let ns = match ensure_namespace(ws, ctx, &ns_name).await? {
-        NamespaceState::Ours(ns) => ns,
-        NamespaceState::Missing if ws.spec.desired_state == DesiredState::Deleted => {
-            return Ok(Outcome::new(
-                State::Deleted,
-                StateReason::UserRequested,
-                format!("namespace {ns_name} does not exist; nothing to keep"),
-            ));
-        }
-        NamespaceState::Missing => {
-            return Ok(Outcome::new(
-                State::Failed,
-                StateReason::NamespaceNotFound,
-                format!("namespace {ns_name} to enroll does not exist"),
-            ));
-        }
-        NamespaceState::Foreign(why) => {
-            return Ok(Outcome::new(
-                State::Failed,
-                StateReason::NamespaceConflict,
-                why,
-            ));
-        }
+/// Bring the namespace, access and quota to the desired state; report what was reached, and
+/// whether some write of a moment ago has yet to show in the caches.
+async fn provision(
+    ws: &Workspace,
+    ctx: &Context,
+    ns_name: &str,
+    found: Option<Box<Namespace>>,
+) -> Result<(Outcome, bool)> {
+    let ns = match found {
+        None => create_namespace(ws, ctx, ns_name).await?,
+        Some(ns) => label_namespace(ws, ctx, *ns).await?,
     };
     if ns.metadata.deletion_timestamp.is_some() {
-        let state = if ws.spec.desired_state == DesiredState::Deleted {
-            State::Deleting
-        } else {
-            State::Provisioning
-        };
-        return Ok(Outcome::new(
-            state,
-            StateReason::NamespaceTerminating,
-            format!("namespace {ns_name} is terminating"),
-        ));
+        let state = if ws.spec.desired_state == DesiredState::Deleted { State::Deleting } else { State::Provisioning };
+        let msg = format!("namespace {ns_name} is terminating");
+        return Ok((Outcome::new(state, StateReason::NamespaceTerminating, msg), false));
     }
-    match ws.spec.desired_state {
+    let (outcome, settling) = match ws.spec.desired_state {
         DesiredState::Available => {
-            sync_bindings(
-                ws,
-                ctx,
-                &ns_name,
-                children::role_bindings(ws, &ctx.settings),
-            )
-            .await?;
-            sync_quota(ws, ctx, &ns_name, children::quota(ws, false)).await?;
-            Ok(Outcome::new(
-                State::Available,
-                StateReason::Provisioned,
-                format!("namespace {ns_name} is ready"),
-            ))
+            let a = sync_bindings(ws, ctx, ns_name, children::role_bindings(ws, &ctx.settings)).await?;
+            let b = sync_quota(ws, ctx, ns_name, children::quota(ws, false)).await?;
+            let msg = format!("namespace {ns_name} is ready");
+            (Outcome::new(State::Available, StateReason::Provisioned, msg), a || b)
         }
         DesiredState::Deactivated => {
-            sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
-            sync_quota(ws, ctx, &ns_name, children::quota(ws, true)).await?;
-            Ok(Outcome::new(
-                State::Deactivated,
-                StateReason::UserRequested,
-                format!("access to {ns_name} revoked and new pods blocked; data kept"),
-            ))
+            let a = sync_bindings(ws, ctx, ns_name, Vec::new()).await?;
+            let b = sync_quota(ws, ctx, ns_name, children::quota(ws, true)).await?;
+            let msg = format!("access to {ns_name} revoked and new pods blocked; data kept");
+            (Outcome::new(State::Deactivated, StateReason::UserRequested, msg), a || b)
         }
         DesiredState::Deleted => {
-            sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
+            let a = sync_bindings(ws, ctx, ns_name, Vec::new()).await?;
             if deletable(ws, &ns) {
-                delete_namespace(ctx, &ns_name).await?;
-                return Ok(Outcome::new(
-                    State::Deleting,
-                    StateReason::NamespaceTerminating,
-                    format!("deleting namespace {ns_name}"),
-                ));
+                delete_namespace(ctx, ns_name).await?;
+                let msg = format!("deleting namespace {ns_name}");
+                return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
             }
-            sync_quota(ws, ctx, &ns_name, children::quota(ws, true)).await?;
-            Ok(Outcome::new(
-                State::Deleted,
-                StateReason::UserRequested,
-                format!("access to {ns_name} revoked; namespace retained"),
-            ))
-        }
-    }
-}
-
-enum NamespaceState {
-    Ours(Box<Namespace>),
-    Missing,
-    Foreign(String),
-}
-
-/// Find, create, adopt or re-adopt the target namespace; never touch one owned by someone else.
-async fn ensure_namespace(ws: &Workspace, ctx: &Context, name: &str) -> Result<NamespaceState> {
-    let cached = ctx
-        .namespaces
-        .get(&ObjectRef::new(name))
-        .map(|n| (*n).clone());
-    let found = match cached {
-        Some(ns) => Some(ns),
-        None => {
-            let api: Api<Namespace> = Api::all(ctx.client.clone());
-            api.get_opt(name).await.map_err(|source| Error::Read {
-                what: format!("namespace {name}"),
-                source,
-            })?
+            let b = sync_quota(ws, ctx, ns_name, children::quota(ws, true)).await?;
+            let msg = format!("access to {ns_name} revoked; namespace retained");
+            (Outcome::new(State::Deleted, StateReason::UserRequested, msg), a || b)
         }
     };
-    let uid = ws.metadata.uid.clone().unwrap_or_default();
-    let Some(ns) = found else {
-        if ws.spec.management == Management::Enrolled
-            || ws.spec.desired_state == DesiredState::Deleted
-        {
-            return Ok(NamespaceState::Missing);
-        }
-        let api: Api<Namespace> = Api::all(ctx.client.clone());
-        return match api
-            .create(&PostParams::default(), &children::namespace(ws))
-            .await
-        {
-            Ok(ns) => {
-                info!(namespace = name, "created namespace");
-                Ok(NamespaceState::Ours(Box::new(ns)))
-            }
-            // Created meanwhile (by us, a moment ago, or by someone else): look again next time.
-            Err(e) if is_status(&e, 409) => Err(Error::Write {
-                what: format!("namespace {name}"),
-                source: e,
-            }),
-            Err(source) => Err(Error::Write {
-                what: format!("namespace {name}"),
-                source,
-            }),
-        };
-    };
-    let ann = ns.annotations();
-    let recorded_uid = ann.get(labels::UID_ANNOTATION).map(String::as_str);
-    let recorded_ws = ann.get(labels::WORKSPACE_ANNOTATION).map(String::as_str);
-    let key = labels::workspace_key(ws);
-    let ours = recorded_uid == Some(uid.as_str());
-    // A namespace kept from an earlier Workspace of the same namespace and name is taken back.
-    let retained = !ours && recorded_ws == Some(key.as_str());
-    let unowned = recorded_uid.is_none() && recorded_ws.is_none();
-    if !(ours || retained || (unowned && ws.spec.management == Management::Enrolled)) {
-        let why = match recorded_ws {
-            Some(other) if other != key => format!("namespace {name} belongs to Workspace {other}"),
-            _ => format!(
-                "namespace {name} already exists and was not created for this Workspace; set management: Enrolled to adopt it"
-            ),
-        };
-        return Ok(NamespaceState::Foreign(why));
-    }
-    // Labels and annotations as they should be (repairs hand edits; records adoption).
+    Ok((outcome, settling))
+}
+
+async fn create_namespace(ws: &Workspace, ctx: &Context, name: &str) -> Result<Namespace> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let ns = api
+        .create(&PostParams::default(), &children::namespace(ws))
+        .await
+        // A 409 means it appeared meanwhile: the retry looks at whose it is.
+        .map_err(|source| Error::Write { what: format!("namespace {name}"), source })?;
+    info!(namespace = name, "created namespace");
+    Ok(ns)
+}
+
+/// Labels and annotations as they should be: records adoption and repairs hand edits.
+async fn label_namespace(ws: &Workspace, ctx: &Context, ns: Namespace) -> Result<Namespace> {
     let want = children::namespace(ws);
     let mut want_labels = want.metadata.labels.clone().unwrap_or_default();
-    if retained || ours {
-        // Keep how the namespace came to be ours: created (Managed) or adopted (Enrolled).
-        if let Some(m) = ns.labels().get(labels::MANAGEMENT) {
-            want_labels.insert(labels::MANAGEMENT.into(), m.clone());
-        }
+    // Keep how the namespace came to be ours: created (Managed) or adopted (Enrolled).
+    if let Some(m) = ns.labels().get(labels::MANAGEMENT) {
+        want_labels.insert(labels::MANAGEMENT.into(), m.clone());
     }
     let want_ann = want.metadata.annotations.clone().unwrap_or_default();
-    let missing = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+    let differs = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
         want.iter().any(|(k, v)| have.get(k) != Some(v))
     };
-    if missing(ns.labels(), &want_labels) || missing(ns.annotations(), &want_ann) {
-        let api: Api<Namespace> = Api::all(ctx.client.clone());
-        let patch = json!({"metadata": {"labels": want_labels, "annotations": want_ann}});
-        let ns = api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(|source| Error::Write {
-                what: format!("namespace {name} labels"),
-                source,
-            })?;
-        return Ok(NamespaceState::Ours(Box::new(ns)));
+    if !differs(ns.labels(), &want_labels) && !differs(ns.annotations(), &want_ann) {
+        return Ok(ns);
     }
-    Ok(NamespaceState::Ours(Box::new(ns)))
+    let name = ns.name_any();
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"labels": want_labels, "annotations": want_ann}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::Write { what: format!("namespace {name} labels"), source })
 }
 
 /// Only a namespace the operator created for this very Workspace is ever deleted.
@@ -519,50 +453,37 @@ async fn delete_namespace(ctx: &Context, name: &str) -> Result<()> {
             Ok(())
         }
         Err(e) if is_status(&e, 404) => Ok(()),
-        Err(source) => Err(Error::Delete {
-            what: format!("namespace {name}"),
-            source,
-        }),
+        Err(source) => Err(Error::Delete { what: format!("namespace {name}"), source }),
     }
 }
 
 fn belongs_to<K: Resource>(obj: &K, ws: &Workspace, ns: &str) -> bool {
     obj.meta().namespace.as_deref() == Some(ns)
-        && obj
-            .annotations()
-            .get(labels::WORKSPACE_ANNOTATION)
-            .map(String::as_str)
+        && obj.annotations().get(labels::WORKSPACE_ANNOTATION).map(String::as_str)
             == Some(labels::workspace_key(ws).as_str())
 }
 
 fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
-    let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| {
-        w.iter().all(|(k, v)| h.get(k) == Some(v))
-    };
+    let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| w.iter().all(|(k, v)| h.get(k) == Some(v));
     sub(have.labels(), want.labels()) && sub(have.annotations(), want.annotations())
 }
 
 /// Make the workspace's RoleBindings exactly `want`: apply what differs, delete the rest.
-async fn sync_bindings(
-    ws: &Workspace,
-    ctx: &Context,
-    ns: &str,
-    want: Vec<RoleBinding>,
-) -> Result<()> {
+/// Returns true when a recent write has yet to show in the cache.
+async fn sync_bindings(ws: &Workspace, ctx: &Context, ns: &str, want: Vec<RoleBinding>) -> Result<bool> {
     let api: Api<RoleBinding> = api(ctx, Some(ns));
-    let have: Vec<Arc<RoleBinding>> = ctx
-        .bindings
-        .state()
-        .into_iter()
-        .filter(|rb| belongs_to(&**rb, ws, ns))
-        .collect();
+    let have: Vec<Arc<RoleBinding>> = ctx.bindings.state().into_iter().filter(|rb| belongs_to(&**rb, ws, ns)).collect();
+    let mut settling = false;
     for rb in &want {
         let name = rb.name_any();
+        let key = format!("rolebinding/{ns}/{name}");
         let current = have.iter().find(|h| h.name_any() == name);
-        let same = current.is_some_and(|h| {
-            h.role_ref == rb.role_ref && h.subjects == rb.subjects && labelled_as(&**h, rb)
-        });
-        if same {
+        if current.is_some_and(|h| h.role_ref == rb.role_ref && h.subjects == rb.subjects && labelled_as(&**h, rb)) {
+            ctx.expect.forget(&key);
+            continue;
+        }
+        if ctx.expect.pending(&key, current.and_then(|h| h.resource_version()).as_deref()) {
+            settling = true;
             continue;
         }
         if let Some(h) = current
@@ -571,65 +492,55 @@ async fn sync_bindings(
             // roleRef is immutable: replace the binding.
             delete_opt(&api, &name).await?;
         }
-        api.patch(
-            &name,
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
-            &Patch::Apply(rb),
-        )
-        .await
-        .map_err(|source| Error::Write {
-            what: format!("rolebinding {ns}/{name}"),
-            source,
-        })?;
+        let written = api
+            .patch(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(rb))
+            .await
+            .map_err(|source| Error::Write { what: format!("rolebinding {ns}/{name}"), source })?;
+        ctx.expect.wrote(&key, written.resource_version());
     }
-    for h in have
-        .iter()
-        .filter(|h| !want.iter().any(|w| w.name_any() == h.name_any()))
-    {
+    for h in have.iter().filter(|h| !want.iter().any(|w| w.name_any() == h.name_any())) {
+        let key = format!("rolebinding/{ns}/{}", h.name_any());
+        if ctx.expect.pending(&key, h.resource_version().as_deref()) {
+            settling = true;
+            continue;
+        }
         delete_opt(&api, &h.name_any()).await?;
+        ctx.expect.wrote(&key, None);
     }
-    Ok(())
+    Ok(settling)
 }
 
-async fn sync_quota(
-    ws: &Workspace,
-    ctx: &Context,
-    ns: &str,
-    want: Option<ResourceQuota>,
-) -> Result<()> {
+async fn sync_quota(ws: &Workspace, ctx: &Context, ns: &str, want: Option<ResourceQuota>) -> Result<bool> {
     let api: Api<ResourceQuota> = api(ctx, Some(ns));
-    let have = ctx
-        .quotas
-        .state()
-        .into_iter()
-        .find(|q| belongs_to(&**q, ws, ns) && q.name_any() == labels::QUOTA);
+    let key = format!("resourcequota/{ns}/{}", labels::QUOTA);
+    let have = ctx.quotas.state().into_iter().find(|q| belongs_to(&**q, ws, ns) && q.name_any() == labels::QUOTA);
+    let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
+    let matches = match (&have, &want) {
+        (Some(h), Some(w)) => hard(h) == hard(w) && labelled_as(&**h, w),
+        (None, None) => true,
+        _ => false,
+    };
+    if matches {
+        ctx.expect.forget(&key);
+        return Ok(false);
+    }
+    if ctx.expect.pending(&key, have.as_ref().and_then(|h| h.resource_version()).as_deref()) {
+        return Ok(true);
+    }
     match want {
         Some(q) => {
-            let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
-            if have
-                .as_ref()
-                .is_some_and(|h| hard(h) == hard(&q) && labelled_as(&**h, &q))
-            {
-                return Ok(());
-            }
-            api.patch(
-                labels::QUOTA,
-                &PatchParams::apply(labels::FIELD_MANAGER).force(),
-                &Patch::Apply(&q),
-            )
-            .await
-            .map_err(|source| Error::Write {
-                what: format!("resourcequota {ns}/{}", labels::QUOTA),
-                source,
-            })?;
+            let written = api
+                .patch(labels::QUOTA, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&q))
+                .await
+                .map_err(|source| Error::Write { what: format!("resourcequota {ns}/{}", labels::QUOTA), source })?;
+            ctx.expect.wrote(&key, written.resource_version());
         }
         None => {
-            if have.is_some() {
-                delete_opt(&api, labels::QUOTA).await?;
-            }
+            delete_opt(&api, labels::QUOTA).await?;
+            ctx.expect.wrote(&key, None);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn delete_opt<K>(api: &Api<K>, name: &str) -> Result<()>
@@ -639,16 +550,13 @@ where
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) => Ok(()),
-        Err(source) => Err(Error::Delete {
-            what: name.into(),
-            source,
-        }),
+        Err(source) => Err(Error::Delete { what: name.into(), source }),
     }
 }
 
 /// Write the status when it differs, and record an Event when the state changes.
-async fn report(ws: &Workspace, ctx: &Context, outcome: &Outcome) -> Result<()> {
-    let old = ws.status.as_ref();
+async fn report(ws: &mut Workspace, ctx: &Context, outcome: &Outcome) -> Result<()> {
+    let old = ws.status.clone();
     let now = jiff::Timestamp::now();
     let observed = status::Observed {
         generation: ws.metadata.generation.unwrap_or(0),
@@ -657,20 +565,20 @@ async fn report(ws: &Workspace, ctx: &Context, outcome: &Outcome) -> Result<()> 
         workspace_id: labels::workspace_id(ws.metadata.uid.as_deref().unwrap_or("")),
         now: &now,
     };
-    let next = status::next(old, outcome, &observed);
-    ctx.metrics
-        .observe_state(&labels::workspace_key(ws), outcome.state);
-    if old == Some(&next) {
+    let next = status::next(old.as_ref(), outcome, &observed);
+    ctx.metrics.observe_state(&labels::workspace_key(ws), outcome.state);
+    if old.as_ref() == Some(&next) {
         return Ok(());
     }
     let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
-    api.patch_status(
-        &ws.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": next})),
-    )
-    .await
-    .map_err(Error::Status)?;
+    let patched = api
+        .patch_status(&ws.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": next})))
+        .await
+        .map_err(Error::Status)?;
+    if patched.resource_version() != ws.resource_version() {
+        ctx.expect.wrote(&ws_key(ws), patched.resource_version());
+    }
+    *ws = patched;
     if old.and_then(|s| s.status) != Some(outcome.state) {
         let type_ = if matches!(outcome.state, State::Failed | State::DeleteFailed) {
             EventType::Warning
@@ -695,67 +603,37 @@ async fn report(ws: &Workspace, ctx: &Context, outcome: &Outcome) -> Result<()> 
 // ----- the Workspace deleted ---------------------------------------------------------------------
 
 /// `kubectl delete`: revoke access, release or delete the namespace by policy, then let go.
-async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action> {
+async fn cleanup(cached: &Workspace, ctx: &Context) -> Result<Action> {
+    let mut ws = cached.clone();
     if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
         return Ok(Action::await_change());
     }
     if ws.status.as_ref().and_then(|s| s.status) != Some(State::Deleting) {
-        report(
-            ws,
-            ctx,
-            &Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down"),
-        )
-        .await?;
+        report(&mut ws, ctx, &Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down")).await?;
     }
-    if let Err(e) = teardown(ws, ctx).await {
-        let outcome = Outcome::new(
-            State::DeleteFailed,
-            StateReason::DeletionFailed,
-            e.to_string(),
-        );
-        report(ws, ctx, &outcome).await?;
+    if let Err(e) = teardown(&ws, ctx).await {
+        let outcome = Outcome::new(State::DeleteFailed, StateReason::DeletionFailed, e.to_string());
+        report(&mut ws, ctx, &outcome).await?;
         return Err(e);
     }
     let api: Api<Workspace> = api(ctx, ws.namespace().as_deref());
-    let finalizers: Vec<String> = ws
-        .finalizers()
-        .iter()
-        .filter(|f| *f != labels::FINALIZER)
-        .cloned()
-        .collect();
-    let patch =
-        json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
-    match api
-        .patch(
-            &ws.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
+    let finalizers: Vec<String> = ws.finalizers().iter().filter(|f| *f != labels::FINALIZER).cloned().collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
+    match api.patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
         Ok(_) => {}
         Err(e) if is_status(&e, 404) => {}
         Err(e) => return Err(Error::Finalizer(e.to_string())),
     }
-    ctx.metrics.forget(&labels::workspace_key(ws));
+    ctx.metrics.forget(&labels::workspace_key(&ws));
+    ctx.expect.forget(&ws_key(&ws));
     Ok(Action::await_change())
 }
 
 async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
     let ns_name = labels::target_namespace(ws);
-    let ns = match ctx.namespaces.get(&ObjectRef::new(&ns_name)) {
-        Some(ns) => Some((*ns).clone()),
-        None => Api::<Namespace>::all(ctx.client.clone())
-            .get_opt(&ns_name)
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("namespace {ns_name}"),
-                source,
-            })?,
-    };
-    let Some(ns) = ns else { return Ok(()) };
+    let Some(ns) = find_namespace(ctx, &ns_name).await? else { return Ok(()) };
     // Never touch a namespace this Workspace does not own (a conflict, or another Workspace's).
-    if ns.annotations().get(labels::UID_ANNOTATION) != ws.metadata.uid.as_ref() {
+    if !matches!(ownership(ws, &ns), Ownership::Ours) {
         return Ok(());
     }
     sync_bindings(ws, ctx, &ns_name, Vec::new()).await?;
@@ -766,12 +644,7 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
     if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some("Enrolled") {
         // Give an adopted namespace back as it was found.
         let mut labels_patch = serde_json::Map::new();
-        for k in [
-            labels::MANAGED_BY,
-            labels::WORKSPACE_NAMESPACE,
-            labels::WORKSPACE_NAME,
-            labels::MANAGEMENT,
-        ] {
+        for k in [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME, labels::MANAGEMENT] {
             labels_patch.insert(k.into(), serde_json::Value::Null);
         }
         let patch = json!({"metadata": {"labels": labels_patch,
@@ -779,10 +652,7 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
         Api::<Namespace>::all(ctx.client.clone())
             .patch(&ns_name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map_err(|source| Error::Write {
-                what: format!("namespace {ns_name} release"),
-                source,
-            })?;
+            .map_err(|source| Error::Write { what: format!("namespace {ns_name} release"), source })?;
     }
     Ok(())
 }

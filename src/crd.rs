@@ -25,44 +25,16 @@ use serde::{Deserialize, Serialize};
     category = "all",
     namespaced,
     status = "WorkspaceStatus",
-    printcolumn(
-        name = "Display Name",
-        type_ = "string",
-        json_path = ".spec.displayName"
-    ),
+    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName"),
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
     printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.stateReason"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Enterprise Project",
-        type_ = "string",
-        json_path = ".spec.enterpriseProject",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Auth",
-        type_ = "string",
-        json_path = ".spec.authType",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Namespace",
-        type_ = "string",
-        json_path = ".status.namespace",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Status Updated",
-        type_ = "date",
-        json_path = ".status.statusUpdated",
-        priority = 1
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Enterprise Project", type_ = "string", json_path = ".spec.enterpriseProject", priority = 1),
+    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.authType", priority = 1),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", priority = 1),
+    printcolumn(name = "Status Updated", type_ = "date", json_path = ".status.statusUpdated", priority = 1),
     selectable = ".status.status",
     selectable = ".spec.owner",
     selectable = ".spec.enterpriseProject",
@@ -120,10 +92,7 @@ pub struct WorkspaceSpec {
     #[serde(default = "default_enterprise_project")]
     pub enterprise_project: String,
 
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_group: Option<String>,
 
@@ -143,10 +112,7 @@ pub struct WorkspaceSpec {
     pub management: Management,
 
     /// Target namespace. Defaults to a name derived from the Workspace's namespace and name.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("namespace is immutable"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -209,9 +175,7 @@ pub enum SubjectKind {
     ServiceAccount,
 }
 
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantRole {
     View,
@@ -260,8 +224,7 @@ pub struct ResourceLimits {
 }
 
 /// The Kubernetes quantity grammar (k8s.io/apimachinery resource.Quantity), unsigned.
-pub const QUANTITY: &str =
-    r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$";
+pub const QUANTITY: &str = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$";
 
 /// The observed state, written only by the controller through the status subresource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -293,9 +256,7 @@ pub struct WorkspaceStatus {
 }
 
 /// Lifecycle states. The seeds' values map onto these as documented in the README.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum State {
     Pending,
     Provisioning,
@@ -395,10 +356,7 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["shortNames"][0], "ws");
         let version = &crd["spec"]["versions"][0];
         let fields = version["selectableFields"].as_array().unwrap();
-        assert!(
-            fields.len() <= 8,
-            "Kubernetes allows at most 8 selectable fields"
-        );
+        assert!(fields.len() <= 8, "Kubernetes allows at most 8 selectable fields");
         let wide: Vec<_> = version["additionalPrinterColumns"]
             .as_array()
             .unwrap()
@@ -406,16 +364,12 @@ mod tests {
             .filter(|c| c["priority"] == 1)
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            wide,
-            ["Enterprise Project", "Auth", "Namespace", "Status Updated"]
-        );
+        assert_eq!(wide, ["Enterprise Project", "Auth", "Namespace", "Status Updated"]);
     }
 
     #[test]
     fn spec_defaults_follow_the_seeds() {
-        let spec: WorkspaceSpec =
-            serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
+        let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
         assert_eq!(spec.auth_type, AuthType::Public);
         assert_eq!(spec.enterprise_project, "default");
         assert_eq!(spec.desired_state, DesiredState::Available);

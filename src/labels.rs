@@ -20,15 +20,8 @@ pub const AUTH_TYPE: &str = "workspaces.dev/auth-type";
 pub const DEFAULT: &str = "workspaces.dev/default";
 pub const RESOURCE_GROUP: &str = "workspaces.dev/resource-group";
 pub const OWNER: &str = "workspaces.dev/owner";
-pub const LIST_LABELS: [&str; 7] = [
-    STATUS,
-    DESIRED_STATE,
-    ENTERPRISE_PROJECT,
-    AUTH_TYPE,
-    DEFAULT,
-    RESOURCE_GROUP,
-    OWNER,
-];
+pub const LIST_LABELS: [&str; 7] =
+    [STATUS, DESIRED_STATE, ENTERPRISE_PROJECT, AUTH_TYPE, DEFAULT, RESOURCE_GROUP, OWNER];
 
 /// Labels and annotations on the objects the operator creates or adopts.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -65,29 +58,15 @@ pub fn derived_namespace(namespace: &str, name: &str) -> String {
     let hash = short_hash(&format!("{namespace}/{name}"));
     let readable: String = format!("{namespace}-{name}")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
         .collect();
     let readable: String = readable.chars().take(63 - 1 - hash.len()).collect();
     let readable = readable.trim_matches('-');
-    if readable.is_empty() {
-        format!("ws-{hash}")
-    } else {
-        format!("{readable}-{hash}")
-    }
+    if readable.is_empty() { format!("ws-{hash}") } else { format!("{readable}-{hash}") }
 }
 
 fn short_hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(s.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A label value for any string. Valid label values are used as they are; anything else maps to
@@ -105,27 +84,17 @@ pub fn label_value(s: &str) -> String {
             _ => vec!['_'],
         })
         .collect();
-    let trimmed: String = mapped
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .chars()
-        .take(54)
-        .collect();
+    let trimmed: String = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(54).collect();
     let trimmed = trimmed.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
     let hash = short_hash(s);
-    if trimmed.is_empty() {
-        format!("x-{hash}")
-    } else {
-        format!("{trimmed}-{hash}")
-    }
+    if trimmed.is_empty() { format!("x-{hash}") } else { format!("{trimmed}-{hash}") }
 }
 
 fn is_label_value(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() <= 63
         && (b.is_empty()
-            || (b
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+            || (b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()))
 }
@@ -158,14 +127,8 @@ pub fn list_labels(ws: &Workspace, status: State) -> BTreeMap<String, String> {
     let spec = &ws.spec;
     let mut l = BTreeMap::new();
     l.insert(STATUS.into(), status.as_str().into());
-    l.insert(
-        DESIRED_STATE.into(),
-        desired_state_str(spec.desired_state).into(),
-    );
-    l.insert(
-        ENTERPRISE_PROJECT.into(),
-        label_value(&spec.enterprise_project),
-    );
+    l.insert(DESIRED_STATE.into(), desired_state_str(spec.desired_state).into());
+    l.insert(ENTERPRISE_PROJECT.into(), label_value(&spec.enterprise_project));
     l.insert(AUTH_TYPE.into(), auth_type_str(spec.auth_type).into());
     l.insert(DEFAULT.into(), spec.is_default.to_string());
     if let Some(rg) = &spec.resource_group {
@@ -179,34 +142,21 @@ pub fn list_labels(ws: &Workspace, status: State) -> BTreeMap<String, String> {
 pub fn child_labels(ws: &Workspace) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
-    l.insert(
-        WORKSPACE_NAMESPACE.into(),
-        ws.metadata.namespace.clone().unwrap_or_default(),
-    );
-    l.insert(
-        WORKSPACE_NAME.into(),
-        label_value(ws.metadata.name.as_deref().unwrap_or("")),
-    );
+    l.insert(WORKSPACE_NAMESPACE.into(), ws.metadata.namespace.clone().unwrap_or_default());
+    l.insert(WORKSPACE_NAME.into(), label_value(ws.metadata.name.as_deref().unwrap_or("")));
     l
 }
 
 pub fn child_annotations(ws: &Workspace) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     a.insert(WORKSPACE_ANNOTATION.into(), workspace_key(ws));
-    a.insert(
-        UID_ANNOTATION.into(),
-        ws.metadata.uid.clone().unwrap_or_default(),
-    );
+    a.insert(UID_ANNOTATION.into(), ws.metadata.uid.clone().unwrap_or_default());
     a
 }
 
 /// `namespace/name` of a Workspace, as recorded on its children.
 pub fn workspace_key(ws: &Workspace) -> String {
-    format!(
-        "{}/{}",
-        ws.metadata.namespace.as_deref().unwrap_or(""),
-        ws.metadata.name.as_deref().unwrap_or("")
-    )
+    format!("{}/{}", ws.metadata.namespace.as_deref().unwrap_or(""), ws.metadata.name.as_deref().unwrap_or(""))
 }
 
 /// The seeds' id format: the uid without hyphens.
@@ -226,10 +176,7 @@ mod tests {
         assert_eq!(a, derived_namespace("acme", "a-b"));
         let long = derived_namespace(&"n".repeat(63), &"x.y".repeat(80));
         assert!(long.len() <= 63, "{long}");
-        assert!(
-            crate::devcluster::validation::is_dns1123_label(&long),
-            "{long}"
-        );
+        assert!(crate::devcluster::validation::is_dns1123_label(&long), "{long}");
         assert!(crate::devcluster::validation::is_dns1123_label(&a));
     }
 

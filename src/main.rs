@@ -35,11 +35,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", workspace_operator::crd::crd_yaml()),
-        Command::Dev {
-            listen,
-            kubeconfig,
-            no_controller,
-        } => {
+        Command::Dev { listen, kubeconfig, no_controller } => {
             workspace_operator::telemetry::init(workspace_operator::telemetry::LogFormat::Text);
             workspace_operator::dev::run(listen, &kubeconfig, !no_controller).await?;
         }

@@ -43,31 +43,11 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let workspaces = Family::<StatusLabel, Gauge>::default();
         let leader = Gauge::default();
-        registry.register(
-            "reconciles",
-            "Reconciles that completed",
-            reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_failures",
-            "Reconciles that failed, by reason",
-            failures.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile",
-            duration.clone(),
-        );
-        registry.register(
-            "workspaces",
-            "Workspaces by status, as last reconciled",
-            workspaces.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            leader.clone(),
-        );
+        registry.register("reconciles", "Reconciles that completed", reconciles.clone());
+        registry.register("reconcile_failures", "Reconciles that failed, by reason", failures.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
+        registry.register("workspaces", "Workspaces by status, as last reconciled", workspaces.clone());
+        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         Metrics {
             registry,
             reconciles,
@@ -95,10 +75,7 @@ impl Drop for Timer<'_> {
 
 impl Metrics {
     pub fn reconcile_timer(&self) -> Timer<'_> {
-        Timer {
-            start: Instant::now(),
-            histogram: &self.duration,
-        }
+        Timer { start: Instant::now(), histogram: &self.duration }
     }
 
     pub fn reconciled(&self) {
@@ -111,11 +88,7 @@ impl Metrics {
     }
 
     pub fn failed(&self, reason: &str) {
-        self.failures
-            .get_or_create(&ReasonLabel {
-                reason: reason.into(),
-            })
-            .inc();
+        self.failures.get_or_create(&ReasonLabel { reason: reason.into() }).inc();
     }
 
     /// Track the state of each Workspace so the gauge counts Workspaces, not reconciles.
@@ -124,32 +97,15 @@ impl Metrics {
         let previous = states.insert(key.to_string(), state);
         if previous != Some(state) {
             if let Some(p) = previous {
-                self.workspaces
-                    .get_or_create(&StatusLabel {
-                        status: p.as_str().into(),
-                    })
-                    .dec();
+                self.workspaces.get_or_create(&StatusLabel { status: p.as_str().into() }).dec();
             }
-            self.workspaces
-                .get_or_create(&StatusLabel {
-                    status: state.as_str().into(),
-                })
-                .inc();
+            self.workspaces.get_or_create(&StatusLabel { status: state.as_str().into() }).inc();
         }
     }
 
     pub fn forget(&self, key: &str) {
-        if let Some(p) = self
-            .states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
-        {
-            self.workspaces
-                .get_or_create(&StatusLabel {
-                    status: p.as_str().into(),
-                })
-                .dec();
+        if let Some(p) = self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            self.workspaces.get_or_create(&StatusLabel { status: p.as_str().into() }).dec();
         }
     }
 
@@ -182,22 +138,21 @@ pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io
         let (stream, _) = listener.accept().await?;
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let (code, body) = match req.uri().path() {
-                            "/metrics" => (StatusCode::OK, metrics.encode()),
-                            "/healthz" | "/livez" => (StatusCode::OK, "ok".to_string()),
-                            "/readyz" if metrics.is_ready() => (StatusCode::OK, "ok".to_string()),
-                            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
-                            _ => (StatusCode::NOT_FOUND, "not found".to_string()),
-                        };
-                        let mut resp = Response::new(Full::new(Bytes::from(body)));
-                        *resp.status_mut() = code;
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let (code, body) = match req.uri().path() {
+                        "/metrics" => (StatusCode::OK, metrics.encode()),
+                        "/healthz" | "/livez" => (StatusCode::OK, "ok".to_string()),
+                        "/readyz" if metrics.is_ready() => (StatusCode::OK, "ok".to_string()),
+                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
+                        _ => (StatusCode::NOT_FOUND, "not found".to_string()),
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    *resp.status_mut() = code;
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;

@@ -15,11 +15,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(state: State, reason: StateReason, message: impl Into<String>) -> Self {
-        Outcome {
-            state,
-            reason,
-            message: message.into(),
-        }
+        Outcome { state, reason, message: message.into() }
     }
 }
 
@@ -46,53 +42,22 @@ pub fn next(old: Option<&WorkspaceStatus>, outcome: &Outcome, o: &Observed<'_>) 
     let now = o.now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let prev_state = old.and_then(|s| s.status);
     let status_updated = match old {
-        Some(s) if prev_state == Some(outcome.state) => {
-            s.status_updated.clone().or_else(|| Some(now.clone()))
-        }
+        Some(s) if prev_state == Some(outcome.state) => s.status_updated.clone().or_else(|| Some(now.clone())),
         _ => Some(now.clone()),
     };
     let updated = match old {
-        Some(s) if s.observed_generation == Some(o.generation) => {
-            s.updated.clone().or_else(|| Some(now.clone()))
-        }
+        Some(s) if s.observed_generation == Some(o.generation) => s.updated.clone().or_else(|| Some(now.clone())),
         _ => Some(now.clone()),
     };
     let reached = outcome.state == goal(o.desired);
-    let in_progress = matches!(
-        outcome.state,
-        State::Pending | State::Provisioning | State::Deleting
-    );
+    let in_progress = matches!(outcome.state, State::Pending | State::Provisioning | State::Deleting);
     let stalled = matches!(outcome.state, State::Failed | State::DeleteFailed);
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let reason = outcome.reason.as_str();
     let conditions = vec![
-        condition(
-            old_conditions,
-            "Ready",
-            reached,
-            reason,
-            &outcome.message,
-            o,
-            o.now,
-        ),
-        condition(
-            old_conditions,
-            "Reconciling",
-            in_progress,
-            reason,
-            &outcome.message,
-            o,
-            o.now,
-        ),
-        condition(
-            old_conditions,
-            "Stalled",
-            stalled,
-            reason,
-            &outcome.message,
-            o,
-            o.now,
-        ),
+        condition(old_conditions, "Ready", reached, reason, &outcome.message, o, o.now),
+        condition(old_conditions, "Reconciling", in_progress, reason, &outcome.message, o, o.now),
+        condition(old_conditions, "Stalled", stalled, reason, &outcome.message, o, o.now),
     ];
     WorkspaceStatus {
         status: Some(outcome.state),
@@ -160,11 +125,7 @@ mod tests {
     fn status_updated_moves_only_with_the_state() {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
-        let s0 = next(
-            None,
-            &Outcome::new(State::Available, StateReason::Provisioned, ""),
-            &observed(&t0, 1),
-        );
+        let s0 = next(None, &Outcome::new(State::Available, StateReason::Provisioned, ""), &observed(&t0, 1));
         let s1 = next(
             Some(&s0),
             &Outcome::new(State::Available, StateReason::Provisioned, "other message"),
@@ -172,18 +133,11 @@ mod tests {
         );
         assert_eq!(s1.status_updated, s0.status_updated);
         assert_ne!(s1.updated, s0.updated, "a new generation is seen");
-        let s2 = next(
-            Some(&s1),
-            &Outcome::new(State::Failed, StateReason::InvalidSpec, "bad"),
-            &observed(&t1, 2),
-        );
+        let s2 = next(Some(&s1), &Outcome::new(State::Failed, StateReason::InvalidSpec, "bad"), &observed(&t1, 2));
         assert_eq!(s2.status_updated.as_deref(), Some("2026-01-01T01:00:00Z"));
         let ready = s2.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "False");
         let stalled = s2.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
-        assert_eq!(
-            (stalled.status.as_str(), stalled.reason.as_str()),
-            ("True", "InvalidSpec")
-        );
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidSpec"));
     }
 }

@@ -4,17 +4,10 @@ use std::process::Command;
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
-    let out = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
-        .arg("crd")
-        .output()
-        .expect("run crd");
+    let out = Command::new(env!("CARGO_BIN_EXE_workspace-operator")).arg("crd").output().expect("run crd");
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).expect("utf-8");
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml"))
-            .expect("read crds/workspace.yaml");
-    assert!(
-        generated == committed,
-        "crds/workspace.yaml is stale: run `make crds`"
-    );
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml"))
+        .expect("read crds/workspace.yaml");
+    assert!(generated == committed, "crds/workspace.yaml is stale: run `make crds`");
 }

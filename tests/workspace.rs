@@ -15,11 +15,7 @@ fn ns_of(c: &Cluster, ns: &str, name: &str) -> String {
 }
 
 fn bindings(c: &Cluster, ns: &str) -> Vec<String> {
-    let mut v: Vec<String> = c
-        .ok(&["get", "rolebindings", "-n", ns, "-o", "name"])
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut v: Vec<String> = c.ok(&["get", "rolebindings", "-n", ns, "-o", "name"]).lines().map(String::from).collect();
     v.sort();
     v
 }
@@ -28,20 +24,9 @@ fn bindings(c: &Cluster, ns: &str) -> Vec<String> {
 fn available_deactivated_deleted_and_back() {
     let (c, _op) = with_operator();
     c.ok(&["create", "namespace", "acme"]);
-    c.apply(&workspace(
-        "ml",
-        "acme",
-        "  admins: [bob]\n  resourceLimits: {cpu: \"4\", memory: 8Gi, pods: \"20\"}\n",
-    ));
+    c.apply(&workspace("ml", "acme", "  admins: [bob]\n  resourceLimits: {cpu: \"4\", memory: 8Gi, pods: \"20\"}\n"));
     wait_status(&c, "acme", "ml", "Available");
-    c.ok(&[
-        "wait",
-        "ws/ml",
-        "-n",
-        "acme",
-        "--for=condition=Ready",
-        "--timeout=10s",
-    ]);
+    c.ok(&["wait", "ws/ml", "-n", "acme", "--for=condition=Ready", "--timeout=10s"]);
     let target = ns_of(&c, "acme", "ml");
     assert_eq!(
         bindings(&c, &target),
@@ -51,142 +36,45 @@ fn available_deactivated_deleted_and_back() {
         ]
     );
     assert_eq!(
-        c.jsonpath(
-            &["get", "rolebinding", "workspace-admins", "-n", &target],
-            "{.subjects[*].name}"
-        ),
+        c.jsonpath(&["get", "rolebinding", "workspace-admins", "-n", &target], "{.subjects[*].name}"),
         "alice@example.com bob"
     );
+    assert_eq!(c.jsonpath(&["get", "quota", "workspace-quota", "-n", &target], "{.spec.hard.pods}"), "20");
     assert_eq!(
-        c.jsonpath(
-            &["get", "quota", "workspace-quota", "-n", &target],
-            "{.spec.hard.pods}"
-        ),
-        "20"
-    );
-    assert_eq!(
-        c.jsonpath(
-            &["get", "ws", "ml", "-n", "acme"],
-            "{.metadata.labels.workspaces\\.dev/status}"
-        ),
+        c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.metadata.labels.workspaces\\.dev/status}"),
         "Available"
     );
     let id = c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.status.workspaceId}");
-    assert_eq!(
-        id,
-        c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.metadata.uid}")
-            .replace('-', "")
-    );
+    assert_eq!(id, c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.metadata.uid}").replace('-', ""));
 
     // Data that must survive every transition.
-    c.ok(&[
-        "create",
-        "configmap",
-        "data",
-        "-n",
-        &target,
-        "--from-literal=k=v",
-    ]);
+    c.ok(&["create", "configmap", "data", "-n", &target, "--from-literal=k=v"]);
 
-    c.ok(&[
-        "patch",
-        "ws",
-        "ml",
-        "-n",
-        "acme",
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"desiredState\":\"Deactivated\"}}",
-    ]);
+    c.ok(&["patch", "ws", "ml", "-n", "acme", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Deactivated\"}}"]);
     wait_status(&c, "acme", "ml", "Deactivated");
-    c.eventually("access revoked", Duration::from_secs(10), || {
-        bindings(&c, &target).is_empty().then_some(())
-    });
-    assert_eq!(
-        c.jsonpath(
-            &["get", "quota", "workspace-quota", "-n", &target],
-            "{.spec.hard.pods}"
-        ),
-        "0"
-    );
-    assert_eq!(
-        c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"),
-        "v"
-    );
-    assert_eq!(
-        c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.status.stateReason}"),
-        "UserRequested"
-    );
+    c.eventually("access revoked", Duration::from_secs(10), || bindings(&c, &target).is_empty().then_some(()));
+    assert_eq!(c.jsonpath(&["get", "quota", "workspace-quota", "-n", &target], "{.spec.hard.pods}"), "0");
+    assert_eq!(c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"), "v");
+    assert_eq!(c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.status.stateReason}"), "UserRequested");
 
-    c.ok(&[
-        "patch",
-        "ws",
-        "ml",
-        "-n",
-        "acme",
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"desiredState\":\"Available\"}}",
-    ]);
+    c.ok(&["patch", "ws", "ml", "-n", "acme", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Available\"}}"]);
     wait_status(&c, "acme", "ml", "Available");
-    c.eventually("access restored", Duration::from_secs(10), || {
-        (bindings(&c, &target).len() == 2).then_some(())
-    });
-    assert_eq!(
-        c.jsonpath(
-            &["get", "quota", "workspace-quota", "-n", &target],
-            "{.spec.hard.pods}"
-        ),
-        "20"
-    );
+    c.eventually("access restored", Duration::from_secs(10), || (bindings(&c, &target).len() == 2).then_some(()));
+    assert_eq!(c.jsonpath(&["get", "quota", "workspace-quota", "-n", &target], "{.spec.hard.pods}"), "20");
 
     // Deleted with the default Retain policy: a record, access gone, namespace and data kept.
-    c.ok(&[
-        "patch",
-        "ws",
-        "ml",
-        "-n",
-        "acme",
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"desiredState\":\"Deleted\"}}",
-    ]);
+    c.ok(&["patch", "ws", "ml", "-n", "acme", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Deleted\"}}"]);
     wait_status(&c, "acme", "ml", "Deleted");
     assert!(bindings(&c, &target).is_empty());
-    assert_eq!(
-        c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"),
-        "v"
-    );
+    assert_eq!(c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"), "v");
 
-    c.ok(&[
-        "patch",
-        "ws",
-        "ml",
-        "-n",
-        "acme",
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"desiredState\":\"Available\"}}",
-    ]);
+    c.ok(&["patch", "ws", "ml", "-n", "acme", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Available\"}}"]);
     wait_status(&c, "acme", "ml", "Available");
-    assert_eq!(
-        c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"),
-        "v"
-    );
+    assert_eq!(c.jsonpath(&["get", "cm", "data", "-n", &target], "{.data.k}"), "v");
 
     // Events record each transition.
-    let events = c.ok(&[
-        "get",
-        "events",
-        "-n",
-        "acme",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
-    assert!(
-        events.contains("Provisioned") && events.contains("UserRequested"),
-        "{events}"
-    );
+    let events = c.ok(&["get", "events", "-n", "acme", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("Provisioned") && events.contains("UserRequested"), "{events}");
 }
 
 #[test]
@@ -201,14 +89,8 @@ fn deletion_policies_retain_and_delete() {
 
     c.ok(&["delete", "ws", "keep", "--timeout=20s"]);
     c.ok(&["delete", "ws", "drop", "--timeout=20s"]);
-    assert!(
-        c.kubectl(&["get", "ns", &keep_ns]).status.success(),
-        "Retain keeps the namespace"
-    );
-    assert!(
-        bindings(&c, &keep_ns).is_empty(),
-        "access is revoked on delete"
-    );
+    assert!(c.kubectl(&["get", "ns", &keep_ns]).status.success(), "Retain keeps the namespace");
+    assert!(bindings(&c, &keep_ns).is_empty(), "access is revoked on delete");
     c.eventually("namespace deleted", Duration::from_secs(20), || {
         (!c.kubectl(&["get", "ns", &drop_ns]).status.success()).then_some(())
     });
@@ -219,10 +101,7 @@ fn deletion_policies_retain_and_delete() {
     assert_eq!(ns_of(&c, "default", "keep"), keep_ns);
     let uid = c.jsonpath(&["get", "ws", "keep"], "{.metadata.uid}");
     c.eventually("re-adopted", Duration::from_secs(10), || {
-        (c.jsonpath(
-            &["get", "ns", &keep_ns],
-            "{.metadata.annotations.workspaces\\.dev/workspace-uid}",
-        ) == uid)
+        (c.jsonpath(&["get", "ns", &keep_ns], "{.metadata.annotations.workspaces\\.dev/workspace-uid}") == uid)
             .then_some(())
     });
 }
@@ -231,78 +110,33 @@ fn deletion_policies_retain_and_delete() {
 fn enrollment_conflicts_and_defaults() {
     let (c, _op) = with_operator();
     c.ok(&["create", "namespace", "legacy"]);
-    c.ok(&[
-        "create",
-        "configmap",
-        "precious",
-        "-n",
-        "legacy",
-        "--from-literal=k=v",
-    ]);
+    c.ok(&["create", "configmap", "precious", "-n", "legacy", "--from-literal=k=v"]);
     c.ok(&["create", "namespace", "taken"]);
 
     // Managed onto an existing namespace: a conflict, nothing touched.
     c.apply(&workspace("grab", "default", "  namespace: taken\n"));
     wait_status(&c, "default", "grab", "Failed");
-    assert_eq!(
-        c.jsonpath(&["get", "ws", "grab"], "{.status.stateReason}"),
-        "NamespaceConflict"
-    );
-    assert_eq!(
-        c.jsonpath(
-            &["get", "ws", "grab"],
-            "{.metadata.labels.workspaces\\.dev/status}"
-        ),
-        "Failed"
-    );
+    assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.status.stateReason}"), "NamespaceConflict");
+    assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.metadata.labels.workspaces\\.dev/status}"), "Failed");
     assert_eq!(
         c.jsonpath(&["get", "ns", "taken"], "{.metadata.labels}"),
         "{\"kubernetes.io/metadata.name\":\"taken\"}"
     );
     c.ok(&["delete", "ws", "grab", "--timeout=20s"]);
-    assert!(
-        c.kubectl(&["get", "ns", "taken"]).status.success(),
-        "a namespace the operator did not create survives"
-    );
+    assert!(c.kubectl(&["get", "ns", "taken"]).status.success(), "a namespace the operator did not create survives");
 
     // Enrolled: adopted, never deleted, released on delete.
-    c.apply(&workspace(
-        "old",
-        "default",
-        "  management: Enrolled\n  namespace: legacy\n  deletionPolicy: Delete\n",
-    ));
+    c.apply(&workspace("old", "default", "  management: Enrolled\n  namespace: legacy\n  deletionPolicy: Delete\n"));
     wait_status(&c, "default", "old", "Available");
-    assert_eq!(
-        c.jsonpath(
-            &["get", "ns", "legacy"],
-            "{.metadata.labels.workspaces\\.dev/management}"
-        ),
-        "Enrolled"
-    );
+    assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "Enrolled");
     c.ok(&["delete", "ws", "old", "--timeout=20s"]);
-    assert_eq!(
-        c.jsonpath(&["get", "cm", "precious", "-n", "legacy"], "{.data.k}"),
-        "v"
-    );
-    assert_eq!(
-        c.jsonpath(
-            &["get", "ns", "legacy"],
-            "{.metadata.labels.workspaces\\.dev/management}"
-        ),
-        ""
-    );
+    assert_eq!(c.jsonpath(&["get", "cm", "precious", "-n", "legacy"], "{.data.k}"), "v");
+    assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "");
 
     // Enrolled naming a missing namespace.
-    c.apply(&workspace(
-        "ghost",
-        "default",
-        "  management: Enrolled\n  namespace: nowhere\n",
-    ));
+    c.apply(&workspace("ghost", "default", "  management: Enrolled\n  namespace: nowhere\n"));
     wait_status(&c, "default", "ghost", "Failed");
-    assert_eq!(
-        c.jsonpath(&["get", "ws", "ghost"], "{.status.stateReason}"),
-        "NamespaceNotFound"
-    );
+    assert_eq!(c.jsonpath(&["get", "ws", "ghost"], "{.status.stateReason}"), "NamespaceNotFound");
 
     // Two defaults in one namespace: the second is a conflict.
     c.ok(&["create", "namespace", "org"]);
@@ -310,40 +144,20 @@ fn enrollment_conflicts_and_defaults() {
     wait_status(&c, "org", "first", "Available");
     c.apply(&workspace("second", "org", "  isDefault: true\n"));
     wait_status(&c, "org", "second", "Failed");
-    assert_eq!(
-        c.jsonpath(
-            &["get", "ws", "second", "-n", "org"],
-            "{.status.stateReason}"
-        ),
-        "DefaultConflict"
-    );
-    c.ok(&[
-        "wait",
-        "ws/second",
-        "-n",
-        "org",
-        "--for=condition=Stalled",
-        "--timeout=10s",
-    ]);
+    assert_eq!(c.jsonpath(&["get", "ws", "second", "-n", "org"], "{.status.stateReason}"), "DefaultConflict");
+    c.ok(&["wait", "ws/second", "-n", "org", "--for=condition=Stalled", "--timeout=10s"]);
 }
 
 #[test]
 fn hand_edits_are_repaired_and_noop_reconciles_write_nothing() {
     let (c, op) = with_operator();
-    c.apply(&workspace(
-        "fix",
-        "default",
-        "  resourceLimits: {pods: \"5\"}\n",
-    ));
+    c.apply(&workspace("fix", "default", "  resourceLimits: {pods: \"5\"}\n"));
     wait_status(&c, "default", "fix", "Available");
     let target = ns_of(&c, "default", "fix");
 
     c.ok(&["delete", "rolebinding", "workspace-admins", "-n", &target]);
     c.eventually("binding restored", Duration::from_secs(20), || {
-        c.kubectl(&["get", "rolebinding", "workspace-admins", "-n", &target])
-            .status
-            .success()
-            .then_some(())
+        c.kubectl(&["get", "rolebinding", "workspace-admins", "-n", &target]).status.success().then_some(())
     });
     c.ok(&[
         "patch",
@@ -356,11 +170,7 @@ fn hand_edits_are_repaired_and_noop_reconciles_write_nothing() {
         "{\"spec\":{\"hard\":{\"pods\":\"500\"}}}",
     ]);
     c.eventually("quota restored", Duration::from_secs(20), || {
-        (c.jsonpath(
-            &["get", "quota", "workspace-quota", "-n", &target],
-            "{.spec.hard.pods}",
-        ) == "5")
-            .then_some(())
+        (c.jsonpath(&["get", "quota", "workspace-quota", "-n", &target], "{.spec.hard.pods}") == "5").then_some(())
     });
 
     // A reconcile of an up-to-date Workspace makes no write request.
@@ -375,47 +185,25 @@ fn hand_edits_are_repaired_and_noop_reconciles_write_nothing() {
         .filter(|r| !r.user_agent.starts_with("kubectl"))
         .filter(|r| workspace_operator::devcluster::WRITE_VERBS.contains(&r.verb.as_str()))
         .collect();
-    assert!(
-        operator_writes.is_empty(),
-        "no-op reconcile wrote: {operator_writes:?}"
-    );
+    assert!(operator_writes.is_empty(), "no-op reconcile wrote: {operator_writes:?}");
 }
 
 #[test]
 fn restart_in_the_middle_of_provisioning_converges() {
     let (c, op) = with_operator();
     // RoleBinding writes fail, so provisioning stops halfway (namespace made, access not).
-    c.server
-        .faults()
-        .fail_next("patch", "rolebindings", 1_000, FaultKind::ServerError);
+    c.server.faults().fail_next("patch", "rolebindings", 1_000, FaultKind::ServerError);
     c.apply(&workspace("half", "default", ""));
     let target = ns_of(&c, "default", "half");
     c.eventually("namespace created", Duration::from_secs(20), || {
-        c.kubectl(&["get", "ns", &target])
-            .status
-            .success()
-            .then_some(())
+        c.kubectl(&["get", "ns", &target]).status.success().then_some(())
     });
-    assert_ne!(
-        c.jsonpath(&["get", "ws", "half"], "{.status.status}"),
-        "Available"
-    );
+    assert_ne!(c.jsonpath(&["get", "ws", "half"], "{.status.status}"), "Available");
     drop(op);
     c.server.faults().clear();
     let _op = Operator::start(&c);
     wait_status(&c, "default", "half", "Available");
     assert_eq!(bindings(&c, &target).len(), 2);
-    let namespaces = c.ok(&[
-        "get",
-        "ns",
-        "-l",
-        "workspaces.dev/workspace-name=half",
-        "-o",
-        "name",
-    ]);
-    assert_eq!(
-        namespaces.lines().count(),
-        1,
-        "nothing duplicated: {namespaces}"
-    );
+    let namespaces = c.ok(&["get", "ns", "-l", "workspaces.dev/workspace-name=half", "-o", "name"]);
+    assert_eq!(namespaces.lines().count(), 1, "nothing duplicated: {namespaces}");
 }

@@ -142,10 +142,7 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
             }
         }
     }
-    if errs
-        .iter()
-        .any(|e| e.reason == "FieldValueTypeInvalid" || e.message.contains("must be of type"))
-    {
+    if errs.iter().any(|e| e.reason == "FieldValueTypeInvalid" || e.message.contains("must be of type")) {
         return errs;
     }
     if errs.is_empty() {
@@ -155,9 +152,7 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
 }
 
 fn is_required(schema: &Value, key: &str) -> bool {
-    schema["required"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|x| x == key))
+    schema["required"].as_array().is_some_and(|r| r.iter().any(|x| x == key))
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -180,10 +175,7 @@ fn check(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::invalid(
             path,
             &json!("null"),
-            &format!(
-                "{path} in body must be of type {}: \"null\"",
-                s["type"].as_str().unwrap_or("object")
-            ),
+            &format!("{path} in body must be of type {}: \"null\"", s["type"].as_str().unwrap_or("object")),
         ));
         return;
     }
@@ -193,10 +185,7 @@ fn check(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(
                 path,
                 &json!(type_name(v)),
-                &format!(
-                    "{path} in body must be of type integer,string: {:?}",
-                    type_name(v)
-                ),
+                &format!("{path} in body must be of type integer,string: {:?}", type_name(v)),
             ));
             return;
         }
@@ -231,11 +220,7 @@ fn check_string(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<Fie
     if let Some(min) = s["minLength"].as_u64()
         && len < min
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{path} in body should be at least {min} chars long"),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{path} in body should be at least {min} chars long")));
     }
     if let Some(max) = s["maxLength"].as_u64()
         && len > max
@@ -245,11 +230,7 @@ fn check_string(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<Fie
     if let Some(p) = s["pattern"].as_str() {
         match cached_regex(p) {
             Some(re) if !re.is_match(text) => {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should match '{p}'"),
-                ));
+                errs.push(FieldError::invalid(path, v, &format!("{path} in body should match '{p}'")));
             }
             _ => {}
         }
@@ -257,58 +238,34 @@ fn check_string(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<Fie
     if let Some(f) = s["format"].as_str()
         && let Some(e) = format_error(f, text)
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{path} in body must be of type {f}: {e}"),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{path} in body must be of type {f}: {e}")));
     }
 }
 
-fn check_number(
-    s: &Value,
-    n: &serde_json::Number,
-    v: &Value,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
+fn check_number(s: &Value, n: &serde_json::Number, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let x = n.as_f64().unwrap_or(0.0);
     let shown = |b: &Value| b.to_string();
     if let Some(min) = s.get("minimum").filter(|m| m.is_number()) {
         let m = min.as_f64().unwrap_or(0.0);
         if s["exclusiveMinimum"] == true && x <= m {
-            errs.push(FieldError::invalid(
-                path,
-                v,
-                &format!("{path} in body should be greater than {}", shown(min)),
-            ));
+            errs.push(FieldError::invalid(path, v, &format!("{path} in body should be greater than {}", shown(min))));
         } else if x < m {
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!(
-                    "{path} in body should be greater than or equal to {}",
-                    shown(min)
-                ),
+                &format!("{path} in body should be greater than or equal to {}", shown(min)),
             ));
         }
     }
     if let Some(max) = s.get("maximum").filter(|m| m.is_number()) {
         let m = max.as_f64().unwrap_or(0.0);
         if s["exclusiveMaximum"] == true && x >= m {
-            errs.push(FieldError::invalid(
-                path,
-                v,
-                &format!("{path} in body should be less than {}", shown(max)),
-            ));
+            errs.push(FieldError::invalid(path, v, &format!("{path} in body should be less than {}", shown(max))));
         } else if x > m {
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!(
-                    "{path} in body should be less than or equal to {}",
-                    shown(max)
-                ),
+                &format!("{path} in body should be less than or equal to {}", shown(max)),
             ));
         }
     }
@@ -316,22 +273,11 @@ fn check_number(
         && mult != 0.0
         && (x / mult).fract() != 0.0
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{path} in body should be a multiple of {}", s["multipleOf"]),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{path} in body should be a multiple of {}", s["multipleOf"])));
     }
     match s["format"].as_str() {
-        Some("int32")
-            if n.as_i64()
-                .is_some_and(|i| i < i32::MIN as i64 || i > i32::MAX as i64) =>
-        {
-            errs.push(FieldError::invalid(
-                path,
-                v,
-                &format!("{path} in body must be of type int32: \"{n}\""),
-            ));
+        Some("int32") if n.as_i64().is_some_and(|i| i < i32::MIN as i64 || i > i32::MAX as i64) => {
+            errs.push(FieldError::invalid(path, v, &format!("{path} in body must be of type int32: \"{n}\"")));
         }
         _ => {}
     }
@@ -341,11 +287,7 @@ fn check_array(s: &Value, items: &[Value], v: &Value, path: &str, errs: &mut Vec
     if let Some(min) = s["minItems"].as_u64()
         && (items.len() as u64) < min
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{path} in body should have at least {min} items"),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{path} in body should have at least {min} items")));
     }
     if let Some(max) = s["maxItems"].as_u64()
         && items.len() as u64 > max
@@ -371,19 +313,13 @@ fn check_array(s: &Value, items: &[Value], v: &Value, path: &str, errs: &mut Vec
                 .as_array()
                 .map(|k| k.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let key_of = |it: &Value| {
-                keys.iter()
-                    .map(|k| it.get(*k).cloned().unwrap_or(Value::Null))
-                    .collect::<Vec<_>>()
-            };
+            let key_of =
+                |it: &Value| keys.iter().map(|k| it.get(*k).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>();
             for (i, item) in items.iter().enumerate() {
                 let k = key_of(item);
                 if items[..i].iter().any(|o| key_of(o) == k) {
-                    let shown: Map<String, Value> = keys
-                        .iter()
-                        .zip(k.iter())
-                        .map(|(a, b)| (a.to_string(), b.clone()))
-                        .collect();
+                    let shown: Map<String, Value> =
+                        keys.iter().zip(k.iter()).map(|(a, b)| (a.to_string(), b.clone())).collect();
                     errs.push(FieldError::duplicate(
                         &format!("{path}[{i}]"),
                         &Value::String(Value::Object(shown).to_string()),
@@ -450,9 +386,7 @@ fn format_error(format: &str, text: &str) -> Option<&'static str> {
         "date" => text.parse::<jiff::civil::Date>().is_ok() && text.len() == 10,
         "byte" => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .is_ok()
+            base64::engine::general_purpose::STANDARD.decode(text).is_ok()
         }
         "uuid" => uuid::Uuid::parse_str(text).is_ok(),
         "hostname" => super::validation::is_dns1123_subdomain(&text.to_lowercase()),
@@ -469,9 +403,7 @@ fn cached_regex(pattern: &str) -> Option<Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
-    c.entry(pattern.to_string())
-        .or_insert_with(|| Regex::new(pattern).ok())
-        .clone()
+    c.entry(pattern.to_string()).or_insert_with(|| Regex::new(pattern).ok()).clone()
 }
 
 fn compiled(schema: &Value) -> Arc<CompiledSchema> {
@@ -479,9 +411,7 @@ fn compiled(schema: &Value) -> Arc<CompiledSchema> {
     let key = schema.to_string();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
-    c.entry(key)
-        .or_insert_with(|| Arc::new(compile_schema(schema)))
-        .clone()
+    c.entry(key).or_insert_with(|| Arc::new(compile_schema(schema))).clone()
 }
 
 fn run_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
@@ -502,28 +432,18 @@ fn run_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
                 let reason = e.reason.as_deref().unwrap_or("FieldValueInvalid");
                 let detail = &e.message;
                 match reason {
-                    "FieldValueRequired" => FieldError::custom(
-                        "FieldValueRequired",
-                        &field,
-                        format!("Required value: {detail}"),
-                    ),
-                    "FieldValueForbidden" => FieldError::custom(
-                        "FieldValueForbidden",
-                        &field,
-                        format!("Forbidden: {detail}"),
-                    ),
-                    "FieldValueDuplicate" => FieldError::custom(
-                        "FieldValueDuplicate",
-                        &field,
-                        format!("Duplicate value: {detail}"),
-                    ),
+                    "FieldValueRequired" => {
+                        FieldError::custom("FieldValueRequired", &field, format!("Required value: {detail}"))
+                    }
+                    "FieldValueForbidden" => {
+                        FieldError::custom("FieldValueForbidden", &field, format!("Forbidden: {detail}"))
+                    }
+                    "FieldValueDuplicate" => {
+                        FieldError::custom("FieldValueDuplicate", &field, format!("Duplicate value: {detail}"))
+                    }
                     _ => {
                         let t = schema_type_at(schema, &field);
-                        FieldError::custom(
-                            "FieldValueInvalid",
-                            &field,
-                            format!("Invalid value: {t:?}: {detail}"),
-                        )
+                        FieldError::custom("FieldValueInvalid", &field, format!("Invalid value: {t:?}: {detail}"))
                     }
                 }
             })
@@ -556,19 +476,9 @@ pub fn structural_errors(schema: &Value, path: &str) -> Vec<FieldError> {
 
 fn structural(s: &Value, path: &str, root: bool, errs: &mut Vec<FieldError>) {
     let Some(m) = s.as_object() else { return };
-    for forbidden in [
-        "$ref",
-        "definitions",
-        "id",
-        "additionalItems",
-        "patternProperties",
-        "dependencies",
-    ] {
+    for forbidden in ["$ref", "definitions", "id", "additionalItems", "patternProperties", "dependencies"] {
         if m.contains_key(forbidden) {
-            errs.push(FieldError::forbidden(
-                &format!("{path}.{forbidden}"),
-                &format!("{forbidden} is forbidden"),
-            ));
+            errs.push(FieldError::forbidden(&format!("{path}.{forbidden}"), &format!("{forbidden} is forbidden")));
         }
     }
     if m.get("uniqueItems") == Some(&Value::Bool(true)) {
@@ -577,22 +487,13 @@ fn structural(s: &Value, path: &str, root: bool, errs: &mut Vec<FieldError>) {
             "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
         ));
     }
-    let typed = m
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty());
+    let typed = m.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
     let exempt = m.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
         || m.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if !typed && !exempt && !root {
-        errs.push(FieldError::required(
-            &format!("{path}.type"),
-            "must not be empty for specified object fields",
-        ));
+        errs.push(FieldError::required(&format!("{path}.type"), "must not be empty for specified object fields"));
     }
-    if m.contains_key("properties")
-        && m.get("additionalProperties")
-            .is_some_and(|a| a != &Value::Bool(false))
-    {
+    if m.contains_key("properties") && m.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
         errs.push(FieldError::forbidden(
             &format!("{path}.additionalProperties"),
             "additionalProperties and properties are mutual exclusive",
@@ -654,55 +555,30 @@ mod tests {
     fn structural_rules_name_the_field() {
         let obj = json!({"spec": {"size": 0, "name": "ABCDEFG", "mode": "x", "tags": ["a", "a"]}});
         let errs = validate(&schema(), &obj, None);
-        let text: Vec<String> = errs
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect();
-        assert!(text.contains(&"spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1".to_string()), "{text:?}");
+        let text: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
         assert!(
             text.contains(
-                &"spec.mode: Unsupported value: \"x\": supported values: \"small\", \"big\""
-                    .to_string()
+                &"spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1".to_string()
             ),
             "{text:?}"
         );
         assert!(
-            text.iter().any(|t| t.starts_with("spec.name: Too long")),
+            text.contains(&"spec.mode: Unsupported value: \"x\": supported values: \"small\", \"big\"".to_string()),
             "{text:?}"
         );
-        assert!(
-            text.iter().any(|t| t.contains("should match '^[a-z]+$'")),
-            "{text:?}"
-        );
-        assert!(
-            text.iter()
-                .any(|t| t.starts_with("spec.tags[1]: Duplicate value")),
-            "{text:?}"
-        );
+        assert!(text.iter().any(|t| t.starts_with("spec.name: Too long")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("should match '^[a-z]+$'")), "{text:?}");
+        assert!(text.iter().any(|t| t.starts_with("spec.tags[1]: Duplicate value")), "{text:?}");
         let errs = validate(&schema(), &json!({"spec": {"size": "x"}}), None);
-        assert_eq!(
-            errs[0].message,
-            "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
-        );
+        assert_eq!(errs[0].message, "Invalid value: \"string\": spec.size in body must be of type integer: \"string\"");
     }
 
     #[test]
     fn cel_rules_run_after_structural_validation() {
-        let errs = validate(
-            &schema(),
-            &json!({"spec": {"size": 11, "mode": "small"}}),
-            None,
-        );
+        let errs = validate(&schema(), &json!({"spec": {"size": 11, "mode": "small"}}), None);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec");
         assert_eq!(errs[0].message, "Invalid value: \"object\": size too big");
-        assert!(
-            validate(
-                &schema(),
-                &json!({"spec": {"size": 11, "mode": "big"}}),
-                None
-            )
-            .is_empty()
-        );
+        assert!(validate(&schema(), &json!({"spec": {"size": 11, "mode": "big"}}), None).is_empty());
     }
 }

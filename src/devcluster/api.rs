@@ -16,8 +16,7 @@ use super::resources::{Catalogue, Resource};
 use super::selectors::{FieldSelector, LabelSelector, field_value};
 use super::store::{self, Bounds, Change, EventType, Guard, Store};
 use super::{
-    Counters, FaultKind, Faults, RequestRecord, admission, builtin, discovery, managed, patch,
-    protobuf, table,
+    Counters, FaultKind, Faults, RequestRecord, admission, builtin, discovery, managed, patch, protobuf, table,
 };
 
 pub struct Req {
@@ -35,20 +34,11 @@ impl Req {
             .filter(|(k, _)| !k.is_empty())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        Req {
-            method,
-            path,
-            query,
-            headers,
-            body,
-        }
+        Req { method, path, query, headers, body }
     }
 
     fn q(&self, key: &str) -> Option<&str> {
-        self.query
-            .get(key)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     fn flag(&self, key: &str) -> bool {
@@ -56,10 +46,7 @@ impl Req {
     }
 
     fn header(&self, key: &str) -> &str {
-        self.headers
-            .get(key)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(key).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     fn accept(&self) -> &str {
@@ -67,11 +54,7 @@ impl Req {
     }
 
     fn content_type(&self) -> &str {
-        self.header("content-type")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
+        self.header("content-type").split(';').next().unwrap_or("").trim()
     }
 
     fn wants_table(&self) -> bool {
@@ -89,10 +72,7 @@ impl Req {
     }
 
     fn wants_partial_metadata(&self) -> bool {
-        self.accept()
-            .split(',')
-            .next()
-            .is_some_and(|p| p.contains("as=PartialObjectMetadata"))
+        self.accept().split(',').next().is_some_and(|p| p.contains("as=PartialObjectMetadata"))
     }
 
     fn dry_run(&self) -> bool {
@@ -101,27 +81,15 @@ impl Req {
 }
 
 pub enum Reply {
-    Json {
-        code: u16,
-        body: Value,
-        headers: Vec<(&'static str, String)>,
-    },
-    Raw {
-        code: u16,
-        content_type: &'static str,
-        body: Vec<u8>,
-    },
+    Json { code: u16, body: Value, headers: Vec<(&'static str, String)> },
+    Raw { code: u16, content_type: &'static str, body: Vec<u8> },
     Error(ApiError),
     Stream(mpsc::Receiver<Bytes>),
 }
 
 impl Reply {
     fn ok(body: Value) -> Self {
-        Reply::Json {
-            code: 200,
-            body,
-            headers: Vec::new(),
-        }
+        Reply::Json { code: 200, body, headers: Vec::new() }
     }
 }
 
@@ -149,27 +117,16 @@ enum Route {
     Discovery(String),
     OpenApiV3Root,
     OpenApiV3(String),
-    Resource {
-        group: String,
-        version: String,
-        plural: String,
-        target: Target,
-    },
+    Resource { group: String, version: String, plural: String, target: Target },
     NotFound,
 }
 
 fn route(path: &str) -> Route {
-    let parts: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
     match parts.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
-        ["api"] | ["api", "v1"] | ["apis"] | ["apis", _] | ["apis", _, _] => {
-            Route::Discovery(path.to_string())
-        }
+        ["api"] | ["api", "v1"] | ["apis"] | ["apis", _] | ["apis", _, _] => Route::Discovery(path.to_string()),
         ["openapi", "v3"] => Route::OpenApiV3Root,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
@@ -182,14 +139,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     let s = |x: &&str| Some(x.to_string());
     let (plural, target) = match rest {
         // /api/v1/namespaces/{name}/status is the Namespace's own subresource.
-        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => (
-            "namespaces",
-            Target {
-                namespace: None,
-                name: s(name),
-                sub: s(sub),
-            },
-        ),
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
+            ("namespaces", Target { namespace: None, name: s(name), sub: s(sub) })
+        }
         ["namespaces", ns, plural, rest @ ..] => {
             let (name, sub) = match rest {
                 [] => (None, None),
@@ -197,47 +149,14 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
                 [n, sub] => (s(n), s(sub)),
                 _ => return Route::NotFound,
             };
-            (
-                *plural,
-                Target {
-                    namespace: s(ns),
-                    name,
-                    sub,
-                },
-            )
+            (*plural, Target { namespace: s(ns), name, sub })
         }
-        [plural] => (
-            *plural,
-            Target {
-                namespace: None,
-                name: None,
-                sub: None,
-            },
-        ),
-        [plural, name] => (
-            *plural,
-            Target {
-                namespace: None,
-                name: s(name),
-                sub: None,
-            },
-        ),
-        [plural, name, sub] => (
-            *plural,
-            Target {
-                namespace: None,
-                name: s(name),
-                sub: s(sub),
-            },
-        ),
+        [plural] => (*plural, Target { namespace: None, name: None, sub: None }),
+        [plural, name] => (*plural, Target { namespace: None, name: s(name), sub: None }),
+        [plural, name, sub] => (*plural, Target { namespace: None, name: s(name), sub: s(sub) }),
         _ => return Route::NotFound,
     };
-    Route::Resource {
-        group: group.into(),
-        version: version.into(),
-        plural: plural.into(),
-        target,
-    }
+    Route::Resource { group: group.into(), version: version.into(), plural: plural.into(), target }
 }
 
 pub struct State {
@@ -266,11 +185,8 @@ impl State {
         {
             let mut g = state.store.lock();
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let obj =
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-                let res = state
-                    .resource("", "v1", "namespaces")
-                    .expect("namespaces are built in");
+                let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                let res = state.resource("", "v1", "namespaces").expect("namespaces are built in");
                 let _ = state.create_locked(&mut g, &res, None, obj, &WriteOpts::default());
             }
         }
@@ -278,10 +194,7 @@ impl State {
     }
 
     pub fn catalogue(&self) -> Arc<Catalogue> {
-        self.catalogue
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.catalogue.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
@@ -290,13 +203,9 @@ impl State {
 
     /// Rebuild routing and discovery from the stored CRDs (called after every CRD write).
     fn refresh_catalogue(&self, g: &Guard<'_>) {
-        let crds: Vec<Arc<Value>> = g
-            .collection("apiextensions.k8s.io/customresourcedefinitions")
-            .values()
-            .cloned()
-            .collect();
-        *self.catalogue.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Catalogue::new(&crds));
+        let crds: Vec<Arc<Value>> =
+            g.collection("apiextensions.k8s.io/customresourcedefinitions").values().cloned().collect();
+        *self.catalogue.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Catalogue::new(&crds));
     }
 
     pub async fn handle(self: &Arc<Self>, req: Req) -> Reply {
@@ -307,21 +216,12 @@ impl State {
                 "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
                 "platform": "linux/amd64",
             })),
-            Route::Health => Reply::Raw {
-                code: 200,
-                content_type: "text/plain",
-                body: b"ok".to_vec(),
-            },
+            Route::Health => Reply::Raw { code: 200, content_type: "text/plain", body: b"ok".to_vec() },
             Route::Discovery(path) => discovery::discovery(&self.catalogue(), &path, req.accept()),
             Route::OpenApiV3Root => discovery::openapi_root(&self.catalogue()),
             Route::OpenApiV3(gv) => discovery::openapi_doc(&self.catalogue(), &gv),
             Route::NotFound => ApiError::no_route().into(),
-            Route::Resource {
-                group,
-                version,
-                plural,
-                target,
-            } => {
+            Route::Resource { group, version, plural, target } => {
                 let Some(res) = self.resource(&group, &version, &plural) else {
                     return ApiError::no_route().into();
                 };
@@ -333,12 +233,7 @@ impl State {
         }
     }
 
-    async fn resource_request(
-        self: &Arc<Self>,
-        res: Arc<Resource>,
-        t: Target,
-        req: Req,
-    ) -> Result<Reply> {
+    async fn resource_request(self: &Arc<Self>, res: Arc<Resource>, t: Target, req: Req) -> Result<Reply> {
         if t.namespace.is_some() && !res.namespaced {
             return Err(ApiError::no_route());
         }
@@ -371,8 +266,9 @@ impl State {
             subresource: t.sub.clone().unwrap_or_default(),
             namespace: t.namespace.clone().unwrap_or_default(),
         });
-        match self.faults.check(verb, &res.plural) {
+        match self.faults.check(verb, &res.plural, req.q("continue").is_some()) {
             Some(FaultKind::Throttle(secs)) => return Err(ApiError::too_many_requests(secs)),
+            Some(FaultKind::ExpireContinue) => return Err(expired_continue()),
             Some(_) => return Err(ApiError::internal("injected fault")),
             None => {}
         }
@@ -392,10 +288,7 @@ impl State {
     // ----- reads -------------------------------------------------------------------------------
 
     fn get(&self, res: &Resource, t: &Target, name: &str, req: &Req) -> Result<Reply> {
-        let obj = self
-            .store
-            .lock()
-            .get(&res.collection, &store::key(t.namespace.as_deref(), name));
+        let obj = self.store.lock().get(&res.collection, &store::key(t.namespace.as_deref(), name));
         let obj = obj.ok_or_else(|| ApiError::not_found(&res.target(name)))?;
         if t.sub.as_deref() == Some("scale") {
             return Ok(Reply::ok(builtin::scale_of(&obj)));
@@ -419,10 +312,7 @@ impl State {
             ));
         }
         if req.q("sendInitialEvents").is_some() {
-            return Err(list_options_invalid(
-                "sendInitialEvents",
-                "sendInitialEvents is forbidden for list",
-            ));
+            return Err(list_options_invalid("sendInitialEvents", "sendInitialEvents is forbidden for list"));
         }
         let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let (snapshot, rv, after) = {
@@ -430,9 +320,7 @@ impl State {
             match req.q("continue") {
                 Some(token) => {
                     let (rv, after) = decode_continue(token)?;
-                    let snap = g
-                        .snapshot(rv, &res.collection)
-                        .ok_or_else(expired_continue)?;
+                    let snap = g.snapshot(rv, &res.collection).ok_or_else(expired_continue)?;
                     (snap, rv, Some(after))
                 }
                 None => {
@@ -440,9 +328,7 @@ impl State {
                     if req.q("resourceVersionMatch") == Some("Exact")
                         && req.q("resourceVersion").and_then(|r| r.parse::<u64>().ok()) != Some(rv)
                     {
-                        return Err(ApiError::gone(
-                            "The resourceVersion for the provided list is too old.",
-                        ));
+                        return Err(ApiError::gone("The resourceVersion for the provided list is too old."));
                     }
                     let snap = g.collection(&res.collection);
                     if limit > 0 {
@@ -469,10 +355,7 @@ impl State {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if let Some(first_unreturned) = next_key {
             // The token points at the last returned key; the next page starts after it.
-            let last_key = items
-                .last()
-                .map(|o| object_key(res, o))
-                .unwrap_or_else(|| first_unreturned.to_string());
+            let last_key = items.last().map(|o| object_key(res, o)).unwrap_or_else(|| first_unreturned.to_string());
             meta["continue"] = json!(encode_continue(rv, &last_key));
             if sel.is_unfiltered() {
                 meta["remainingItemCount"] = json!(1 + iter.count());
@@ -540,30 +423,22 @@ impl State {
             let g = self.store.lock();
             let current = g.current_rv();
             let sub = g.subscribe();
-            let want_initial = send_initial == Some(true)
-                || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+            let want_initial =
+                send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
             if want_initial {
                 let snap = g.collection(&res.collection);
                 let bounds = Bounds::new(sel.namespace.as_deref(), None);
-                let objs: Vec<Arc<Value>> = bounds
-                    .iter(&snap)
-                    .filter(|(_, o)| sel.matches(o))
-                    .map(|(_, o)| o.clone())
-                    .collect();
+                let objs: Vec<Arc<Value>> =
+                    bounds.iter(&snap).filter(|(_, o)| sel.matches(o)).map(|(_, o)| o.clone()).collect();
                 (Initial::Objects(objs), sub, current, None)
             } else {
-                let rv: u64 = rv_param.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv_param}"))
-                })?;
+                let rv: u64 = rv_param
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?;
                 if rv > current {
                     // The real server answers 504 "Too large resource version"; an in-stream 410
                     // makes clients relist instead of retrying the same version forever.
-                    (
-                        Initial::None,
-                        sub,
-                        rv,
-                        Some(format!("too old resource version: {rv} ({current})")),
-                    )
+                    (Initial::None, sub, rv, Some(format!("too old resource version: {rv} ({current})")))
                 } else {
                     match g.changes_since(rv) {
                         Some(changes) => (Initial::Changes(changes), sub, rv, None),
@@ -571,10 +446,7 @@ impl State {
                             Initial::None,
                             sub,
                             rv,
-                            Some(format!(
-                                "too old resource version: {rv} ({})",
-                                g.compacted_rv()
-                            )),
+                            Some(format!("too old resource version: {rv} ({})", g.compacted_rv())),
                         ),
                     }
                 }
@@ -583,12 +455,7 @@ impl State {
         let state = self.clone();
         let drop_gen = self.faults.drop_generation.load(Ordering::SeqCst);
         tokio::spawn(async move {
-            let mut w = WatchWriter {
-                tx,
-                res: res.clone(),
-                table,
-                header_sent: false,
-            };
+            let mut w = WatchWriter { tx, res: res.clone(), table, header_sent: false };
             if let Some(msg) = too_old {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": msg, "reason": "Expired", "code": 410});
@@ -704,14 +571,9 @@ impl State {
         let body = builtin::to_storage(res, body);
         let opts = self.write_opts(req, None);
         let mut g = self.store.lock();
-        let (obj, warnings) =
-            self.create_locked(&mut g, res, t.namespace.as_deref(), body, &opts)?;
+        let (obj, warnings) = self.create_locked(&mut g, res, t.namespace.as_deref(), body, &opts)?;
         drop(g);
-        Ok(Reply::Json {
-            code: 201,
-            body: builtin::view(res, &obj),
-            headers: warnings,
-        })
+        Ok(Reply::Json { code: 201, body: builtin::view(res, &obj), headers: warnings })
     }
 
     fn create_locked(
@@ -738,19 +600,12 @@ impl State {
         } else if let Some(m) = meta.as_object_mut() {
             m.remove("namespace");
         }
-        let has_name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
+        let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
             let name = format!("{prefix}{}", random_suffix());
             meta["name"] = json!(name);
         }
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
         if let Some(ns) = namespace {
             match g.get("namespaces", &store::key(None, ns)) {
                 None => {
@@ -763,9 +618,7 @@ impl State {
                 Some(n) if n["metadata"].get("deletionTimestamp").is_some() => {
                     return Err(ApiError::forbidden(
                         &res.target(&name),
-                        &format!(
-                            "unable to create new content in namespace {ns} because it is being terminated"
-                        ),
+                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
                     ));
                 }
                 _ => {}
@@ -832,13 +685,7 @@ impl State {
     }
 
     /// Pruning, defaulting and validation; returns `Warning` headers for fieldValidation=Warn.
-    fn admit(
-        &self,
-        res: &Resource,
-        obj: &mut Value,
-        old: Option<&Value>,
-        opts: &WriteOpts,
-    ) -> Result<Headers> {
+    fn admit(&self, res: &Resource, obj: &mut Value, old: Option<&Value>, opts: &WriteOpts) -> Result<Headers> {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let mut errors = super::validation::validate_metadata(&obj["metadata"], res.name_rule);
         let mut unknown = Vec::new();
@@ -851,10 +698,7 @@ impl State {
             errors.extend(builtin::validate(res, obj, old));
         }
         if !unknown.is_empty() && opts.field_validation == FieldValidation::Strict {
-            let list: Vec<String> = unknown
-                .iter()
-                .map(|u| format!("unknown field \"{u}\""))
-                .collect();
+            let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
             return Err(ApiError::bad_request(format!(
                 "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
                 list.join(", "),
@@ -890,13 +734,8 @@ impl State {
         let opts = self.write_opts(req, t.sub.as_deref());
         let mut g = self.store.lock();
         let key = store::key(t.namespace.as_deref(), name);
-        let current = g
-            .get(&res.collection, &key)
-            .ok_or_else(|| ApiError::not_found(&res.target(name)))?;
-        match body["metadata"]["resourceVersion"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-        {
+        let current = g.get(&res.collection, &key).ok_or_else(|| ApiError::not_found(&res.target(name)))?;
+        match body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
             Some(rv) if rv != current["metadata"]["resourceVersion"] => {
                 return Err(ApiError::conflict(&res.target(name)));
             }
@@ -906,22 +745,14 @@ impl State {
                     &res.kind,
                     &res.group,
                     name,
-                    &[FieldError::invalid(
-                        "metadata.resourceVersion",
-                        &json!(0),
-                        "must be specified for an update",
-                    )],
+                    &[FieldError::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
                 ));
             }
             None => {}
         }
         let (obj, code, headers) = self.replace_locked(&mut g, res, key, &current, body, &opts)?;
         drop(g);
-        Ok(Reply::Json {
-            code,
-            body: builtin::view(res, &obj),
-            headers,
-        })
+        Ok(Reply::Json { code, body: builtin::view(res, &obj), headers })
     }
 
     /// The write pipeline of update and patch: merge with the stored object according to the
@@ -1026,8 +857,8 @@ impl State {
         }
         let rv = g.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let finalized = obj["metadata"].get("deletionTimestamp").is_some()
-            && string_set(&obj["metadata"]["finalizers"]).is_empty();
+        let finalized =
+            obj["metadata"].get("deletionTimestamp").is_some() && string_set(&obj["metadata"]["finalizers"]).is_empty();
         let stored = Arc::new(obj);
         if finalized {
             g.remove(&res.collection, &key, stored.clone(), rv);
@@ -1041,20 +872,11 @@ impl State {
         Ok(((*stored).clone(), 200, headers))
     }
 
-    fn update_scale(
-        &self,
-        res: &Arc<Resource>,
-        t: &Target,
-        name: &str,
-        scale: Value,
-        req: &Req,
-    ) -> Result<Reply> {
+    fn update_scale(&self, res: &Arc<Resource>, t: &Target, name: &str, scale: Value, req: &Req) -> Result<Reply> {
         let opts = self.write_opts(req, None);
         let mut g = self.store.lock();
         let key = store::key(t.namespace.as_deref(), name);
-        let current = g
-            .get(&res.collection, &key)
-            .ok_or_else(|| ApiError::not_found(&res.target(name)))?;
+        let current = g.get(&res.collection, &key).ok_or_else(|| ApiError::not_found(&res.target(name)))?;
         let mut obj = (*current).clone();
         obj["spec"]["replicas"] = scale["spec"]["replicas"].clone();
         let (obj, _, _) = self.replace_locked(&mut g, res, key, &current, obj, &opts)?;
@@ -1067,9 +889,7 @@ impl State {
             "application/merge-patch+json" => patch::Kind::Merge,
             "application/json-patch+json" => patch::Kind::Json,
             "application/strategic-merge-patch+json" if !res.is_custom() => patch::Kind::Strategic,
-            "application/apply-patch+yaml" | "application/apply-patch+cbor"
-                if ct.ends_with("yaml") =>
-            {
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" if ct.ends_with("yaml") => {
                 patch::Kind::Apply
             }
             _ => {
@@ -1088,19 +908,14 @@ impl State {
                     "PatchOptions",
                     "meta.k8s.io",
                     "",
-                    &[FieldError::required(
-                        "fieldManager",
-                        "is required for apply patch",
-                    )],
+                    &[FieldError::required("fieldManager", "is required for apply patch")],
                 ));
             }
             opts.apply = true;
         }
         let patch_body: Value = match kind {
-            patch::Kind::Apply => {
-                crate::yaml::from_str(std::str::from_utf8(&req.body).unwrap_or(""))
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
-            }
+            patch::Kind::Apply => crate::yaml::from_str(std::str::from_utf8(&req.body).unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
             _ => parse_body(&req.body)?,
         };
         let mut g = self.store.lock();
@@ -1112,23 +927,13 @@ impl State {
                 check_type(res, &patch_body)?;
                 let mut body = patch_body;
                 body["metadata"]["name"] = json!(name);
-                let (obj, warnings) =
-                    self.create_locked(&mut g, res, t.namespace.as_deref(), body, &opts)?;
-                return Ok(Reply::Json {
-                    code: 201,
-                    body: builtin::view(res, &obj),
-                    headers: warnings,
-                });
+                let (obj, warnings) = self.create_locked(&mut g, res, t.namespace.as_deref(), body, &opts)?;
+                return Ok(Reply::Json { code: 201, body: builtin::view(res, &obj), headers: warnings });
             }
             None => return Err(ApiError::not_found(&res.target(name))),
         };
         if t.sub.as_deref() == Some("scale") {
-            let scale = patch::apply(
-                patch::Kind::Merge,
-                &builtin::scale_of(&current),
-                &patch_body,
-                res,
-            )?;
+            let scale = patch::apply(patch::Kind::Merge, &builtin::scale_of(&current), &patch_body, res)?;
             drop(g);
             return self.update_scale(res, t, name, scale, req);
         }
@@ -1140,19 +945,9 @@ impl State {
         }
         let mut patched = if kind == patch::Kind::Apply {
             check_type(res, &patch_body)?;
-            managed::apply(
-                res,
-                &current,
-                &patch_body,
-                &opts.manager,
-                opts.force,
-                opts.subresource.as_deref(),
-            )?
+            managed::apply(res, &current, &patch_body, &opts.manager, opts.force, opts.subresource.as_deref())?
         } else {
-            builtin::to_storage(
-                res,
-                patch::apply(kind, &builtin::view(res, &current), &patch_body, res)?,
-            )
+            builtin::to_storage(res, patch::apply(kind, &builtin::view(res, &current), &patch_body, res)?)
         };
         if kind == patch::Kind::Json || kind == patch::Kind::Merge {
             // Strict validation of a patch reports against the patched object, as a 422.
@@ -1163,10 +958,7 @@ impl State {
                 let mut unknown = Vec::new();
                 admission::prune_and_default(&custom.schema, &mut probe, &mut unknown);
                 if !unknown.is_empty() {
-                    let list: Vec<String> = unknown
-                        .iter()
-                        .map(|u| format!("unknown field \\\"{u}\\\""))
-                        .collect();
+                    let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \\\"{u}\\\"")).collect();
                     let text = serde_json::to_string(&patched).unwrap_or_default();
                     return Err(ApiError::invalid(
                         "",
@@ -1175,33 +967,23 @@ impl State {
                         &[FieldError::custom(
                             "FieldValueInvalid",
                             "patch",
-                            format!(
-                                "Invalid value: {text:?}: strict decoding error: {}",
-                                list.join(", ")
-                            ),
+                            format!("Invalid value: {text:?}: strict decoding error: {}", list.join(", ")),
                         )],
                     ));
                 }
             }
         }
         patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        let (obj, code, headers) =
-            self.replace_locked(&mut g, res, key, &current, patched, &opts)?;
+        let (obj, code, headers) = self.replace_locked(&mut g, res, key, &current, patched, &opts)?;
         drop(g);
-        Ok(Reply::Json {
-            code,
-            body: builtin::view(res, &obj),
-            headers,
-        })
+        Ok(Reply::Json { code, body: builtin::view(res, &obj), headers })
     }
 
     fn delete(&self, res: &Arc<Resource>, t: &Target, name: &str, req: &Req) -> Result<Reply> {
         let opts = delete_options(req)?;
         let mut g = self.store.lock();
         let key = store::key(t.namespace.as_deref(), name);
-        let current = g
-            .get(&res.collection, &key)
-            .ok_or_else(|| ApiError::not_found(&res.target(name)))?;
+        let current = g.get(&res.collection, &key).ok_or_else(|| ApiError::not_found(&res.target(name)))?;
         if let Some(uid) = opts["preconditions"]["uid"].as_str()
             && uid != current["metadata"]["uid"]
         {
@@ -1219,10 +1001,7 @@ impl State {
         {
             return Err(ApiError::conflict(&res.target(name)));
         }
-        let dry_run = req.dry_run()
-            || opts["dryRun"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|v| v == "All"));
+        let dry_run = req.dry_run() || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
         let obj = self.delete_locked(&mut g, res, &key, &current, dry_run);
         drop(g);
         Ok(Reply::ok(builtin::view(res, &obj)))
@@ -1239,8 +1018,7 @@ impl State {
     ) -> Value {
         let is_namespace = res.plural == "namespaces";
         let is_crd = res.plural == "customresourcedefinitions";
-        let held =
-            !string_set(&current["metadata"]["finalizers"]).is_empty() || is_namespace || is_crd;
+        let held = !string_set(&current["metadata"]["finalizers"]).is_empty() || is_namespace || is_crd;
         if dry_run {
             return (**current).clone();
         }
@@ -1286,11 +1064,7 @@ impl State {
             let plural = owner["spec"]["names"]["plural"].as_str().unwrap_or("");
             let coll = format!("{group}/{plural}");
             match cat.by_collection(&coll) {
-                Some(r) => g
-                    .collection(&coll)
-                    .keys()
-                    .map(|k| (r.clone(), k.clone()))
-                    .collect(),
+                Some(r) => g.collection(&coll).keys().map(|k| (r.clone(), k.clone())).collect(),
                 None => Vec::new(),
             }
         };
@@ -1323,10 +1097,8 @@ impl State {
             self.finish_container(g, &nsres, &nsobj);
         }
         if let Some(custom) = &res.custom
-            && let Some(crd) = g.get(
-                "apiextensions.k8s.io/customresourcedefinitions",
-                &store::key(None, &custom.crd_name),
-            )
+            && let Some(crd) =
+                g.get("apiextensions.k8s.io/customresourcedefinitions", &store::key(None, &custom.crd_name))
             && crd["metadata"].get("deletionTimestamp").is_some()
             && let Some(crdres) = cat.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         {
@@ -1365,17 +1137,11 @@ impl State {
         let mut g = self.store.lock();
         let snap = g.collection(&res.collection);
         let bounds = Bounds::new(sel.namespace.as_deref(), None);
-        let matching: Vec<(Arc<str>, Arc<Value>)> = bounds
-            .iter(&snap)
-            .filter(|(_, o)| sel.matches(o))
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect();
+        let matching: Vec<(Arc<str>, Arc<Value>)> =
+            bounds.iter(&snap).filter(|(_, o)| sel.matches(o)).map(|(k, o)| (k.clone(), o.clone())).collect();
         let mut items = Vec::new();
         for (key, obj) in matching {
-            items.push(builtin::view(
-                res,
-                &self.delete_locked(&mut g, res, &key, &obj, req.dry_run()),
-            ));
+            items.push(builtin::view(res, &self.delete_locked(&mut g, res, &key, &obj, req.dry_run())));
         }
         let rv = g.current_rv();
         Ok(Reply::ok(
@@ -1412,8 +1178,7 @@ impl WatchWriter {
     }
 
     async fn send_raw(&mut self, kind: &str, obj: Value) -> std::result::Result<(), ()> {
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
         line.push(b'\n');
         self.tx.send(Bytes::from(line)).await.map_err(|_| ())
     }
@@ -1438,27 +1203,18 @@ struct Selection {
 
 impl Selection {
     fn from_req(res: &Resource, t: &Target, req: &Req) -> Result<Self> {
-        let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
-            .map_err(ApiError::bad_request)?;
-        let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
-            .map_err(ApiError::bad_request)?;
+        let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+        let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
         let mut field_paths = Vec::new();
         for key in fields.keys() {
             match builtin::field_label_path(res, key) {
                 Some(p) => field_paths.push(p),
                 None => {
-                    return Err(ApiError::bad_request(format!(
-                        "field label not supported: {key}"
-                    )));
+                    return Err(ApiError::bad_request(format!("field label not supported: {key}")));
                 }
             }
         }
-        Ok(Selection {
-            namespace: t.namespace.clone(),
-            labels,
-            fields,
-            field_paths,
-        })
+        Ok(Selection { namespace: t.namespace.clone(), labels, fields, field_paths })
     }
 
     fn is_unfiltered(&self) -> bool {
@@ -1525,11 +1281,7 @@ impl WriteOpts {
 /// The real server defaults the field manager to the user agent's program name.
 fn default_manager(user_agent: &str) -> String {
     let prog = user_agent.split('/').next().unwrap_or("").trim();
-    if prog.is_empty() {
-        "unknown".into()
-    } else {
-        prog.chars().take(128).collect()
-    }
+    if prog.is_empty() { "unknown".into() } else { prog.chars().take(128).collect() }
 }
 
 fn parse_body(body: &[u8]) -> Result<Value> {
@@ -1538,17 +1290,13 @@ fn parse_body(body: &[u8]) -> Result<Value> {
     }
     serde_json::from_slice(body)
         .or_else(|_| crate::yaml::from_str::<Value>(std::str::from_utf8(body).unwrap_or("")))
-        .map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })
+        .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
 }
 
 fn check_type(res: &Resource, body: &Value) -> Result<()> {
     let api_version = body["apiVersion"].as_str().unwrap_or("");
     let kind = body["kind"].as_str().unwrap_or("");
-    if (!api_version.is_empty() && api_version != res.api_version())
-        || (!kind.is_empty() && kind != res.kind)
-    {
+    if (!api_version.is_empty() && api_version != res.api_version()) || (!kind.is_empty() && kind != res.kind) {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             res.api_version()
@@ -1572,12 +1320,7 @@ fn delete_options(req: &Req) -> Result<Value> {
 }
 
 fn list_options_invalid(field: &str, detail: &str) -> ApiError {
-    ApiError::invalid(
-        "ListOptions",
-        "meta.k8s.io",
-        "",
-        &[FieldError::forbidden(field, detail)],
-    )
+    ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::forbidden(field, detail)])
 }
 
 fn encode_continue(rv: u64, key: &str) -> String {
@@ -1593,9 +1336,8 @@ fn decode_continue(token: &str) -> Result<(u64, String)> {
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
         )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| bad())?;
+    let raw =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
@@ -1609,11 +1351,7 @@ fn expired_continue() -> ApiError {
 }
 
 fn object_key(res: &Resource, obj: &Value) -> String {
-    let ns = if res.namespaced {
-        obj["metadata"]["namespace"].as_str()
-    } else {
-        None
-    };
+    let ns = if res.namespaced { obj["metadata"]["namespace"].as_str() } else { None };
     store::key(ns, obj["metadata"]["name"].as_str().unwrap_or("")).to_string()
 }
 
@@ -1626,13 +1364,7 @@ fn name_of(obj: &Value) -> String {
 }
 
 fn string_set(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 /// Did anything outside metadata (and status, for kinds with a status subresource) change?
@@ -1671,13 +1403,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -12,11 +12,8 @@ use super::resources::Resource;
 
 /// The object as served at `res`'s group/version.
 pub fn view(res: &Resource, obj: &Value) -> Value {
-    let mut out = if res.plural == "events" && res.group == "events.k8s.io" {
-        core_to_events(obj)
-    } else {
-        obj.clone()
-    };
+    let mut out =
+        if res.plural == "events" && res.group == "events.k8s.io" { core_to_events(obj) } else { obj.clone() };
     out["apiVersion"] = json!(res.api_version());
     out["kind"] = json!(res.kind);
     out
@@ -24,11 +21,7 @@ pub fn view(res: &Resource, obj: &Value) -> Value {
 
 /// The object as stored: events.k8s.io Events are kept in their core/v1 form.
 pub fn to_storage(res: &Resource, obj: Value) -> Value {
-    if res.plural == "events" && res.group == "events.k8s.io" {
-        events_to_core(&obj)
-    } else {
-        obj
-    }
+    if res.plural == "events" && res.group == "events.k8s.io" { events_to_core(&obj) } else { obj }
 }
 
 const EVENT_FIELDS: [(&str, &str); 7] = [
@@ -73,16 +66,11 @@ pub fn field_label_path(res: &Resource, label: &str) -> Option<String> {
         return Some(label.into());
     }
     if let Some(custom) = &res.custom {
-        return custom
-            .selectable_fields
-            .iter()
-            .find(|f| *f == label)
-            .cloned();
+        return custom.selectable_fields.iter().find(|f| *f == label).cloned();
     }
     let ok = match (res.group.as_str(), res.plural.as_str()) {
         ("", "events") => {
-            label.starts_with("involvedObject.")
-                || ["reason", "reportingComponent", "source", "type"].contains(&label)
+            label.starts_with("involvedObject.") || ["reason", "reportingComponent", "source", "type"].contains(&label)
         }
         ("events.k8s.io", "events") => {
             let mapped = if let Some(rest) = label.strip_prefix("regarding.") {
@@ -98,14 +86,10 @@ pub fn field_label_path(res: &Resource, label: &str) -> Option<String> {
         }
         ("", "secrets") => label == "type",
         ("", "namespaces") => label == "status.phase",
-        ("", "pods") => [
-            "spec.nodeName",
-            "status.phase",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-        ]
-        .contains(&label),
+        ("", "pods") => {
+            ["spec.nodeName", "status.phase", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName"]
+                .contains(&label)
+        }
         _ => false,
     };
     ok.then(|| label.to_string())
@@ -113,12 +97,9 @@ pub fn field_label_path(res: &Resource, label: &str) -> Option<String> {
 
 pub fn scale_of(obj: &Value) -> Value {
     let m = &obj["metadata"];
-    let labels = obj["spec"]["selector"]["matchLabels"].as_object().map(|l| {
-        l.iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect::<Vec<_>>()
-            .join(",")
-    });
+    let labels = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","));
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
@@ -237,7 +218,8 @@ fn simulate_status(res: &Resource, obj: &mut Value) {
                 obj["spec"]["replicas"] = json!(1);
             }
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
-            let mut status = json!({"observedGeneration": generation, "replicas": n, "readyReplicas": n, "availableReplicas": n});
+            let mut status =
+                json!({"observedGeneration": generation, "replicas": n, "readyReplicas": n, "availableReplicas": n});
             if res.plural == "deployments" {
                 status["updatedReplicas"] = json!(n);
                 let now = now_rfc3339();
@@ -256,15 +238,9 @@ fn simulate_status(res: &Resource, obj: &mut Value) {
         }
         ("", "resourcequotas") => {
             let hard = obj["spec"]["hard"].clone();
-            let used: serde_json::Map<String, Value> = hard
-                .as_object()
-                .map(|h| h.keys().map(|k| (k.clone(), json!("0"))).collect())
-                .unwrap_or_default();
-            obj["status"] = if hard.is_object() {
-                json!({"hard": hard, "used": used})
-            } else {
-                json!({})
-            };
+            let used: serde_json::Map<String, Value> =
+                hard.as_object().map(|h| h.keys().map(|k| (k.clone(), json!("0"))).collect()).unwrap_or_default();
+            obj["status"] = if hard.is_object() { json!({"hard": hard, "used": used}) } else { json!({}) };
         }
         ("policy", "poddisruptionbudgets") => {
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -288,16 +264,9 @@ fn crd_defaults(obj: &mut Value, old: Option<&Value>) {
     }
     let storage: Vec<Value> = obj["spec"]["versions"]
         .as_array()
-        .map(|vs| {
-            vs.iter()
-                .filter(|v| v["storage"] == true)
-                .map(|v| v["name"].clone())
-                .collect()
-        })
+        .map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect())
         .unwrap_or_default();
-    let mut stored = old
-        .and_then(|o| o["status"]["storedVersions"].as_array().cloned())
-        .unwrap_or_default();
+    let mut stored = old.and_then(|o| o["status"]["storedVersions"].as_array().cloned()).unwrap_or_default();
     for s in storage {
         if !stored.contains(&s) {
             stored.push(s);
@@ -317,8 +286,7 @@ fn crd_defaults(obj: &mut Value, old: Option<&Value>) {
     {
         m.remove("categories");
     }
-    obj["status"] =
-        json!({"acceptedNames": accepted, "conditions": conditions, "storedVersions": stored});
+    obj["status"] = json!({"acceptedNames": accepted, "conditions": conditions, "storedVersions": stored});
     if obj["metadata"]["deletionTimestamp"].is_string() {
         if let Some(c) = obj["status"]["conditions"].as_array_mut() {
             c.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResourceDefinition marked for deletion; CR deletion in progress", "lastTransitionTime": now}));
@@ -334,19 +302,13 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
             if let Some(old) = old
                 && old["roleRef"] != obj["roleRef"]
             {
-                errs.push(FieldError::invalid(
-                    "roleRef",
-                    &obj["roleRef"],
-                    "cannot change roleRef",
-                ));
+                errs.push(FieldError::invalid("roleRef", &obj["roleRef"], "cannot change roleRef"));
             }
             if obj["roleRef"]["name"].as_str().unwrap_or("").is_empty() {
                 errs.push(FieldError::required("roleRef.name", ""));
             }
         }
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            errs.extend(validate_crd(obj, old))
-        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => errs.extend(validate_crd(obj, old)),
         _ => {}
     }
     errs
@@ -361,11 +323,7 @@ fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if group.is_empty() {
         errs.push(FieldError::required("spec.group", ""));
     } else if !group.contains('.') {
-        errs.push(FieldError::invalid(
-            "spec.group",
-            &json!(group),
-            "should be a domain with at least one dot",
-        ));
+        errs.push(FieldError::invalid("spec.group", &json!(group), "should be a domain with at least one dot"));
     }
     if plural.is_empty() {
         errs.push(FieldError::required("spec.names.plural", ""));
@@ -374,42 +332,25 @@ fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         errs.push(FieldError::required("spec.names.kind", ""));
     }
     if name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            &json!(name),
-            "must be spec.names.plural+\".\"+spec.group",
-        ));
+        errs.push(FieldError::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
     match spec["scope"].as_str() {
         Some("Namespaced" | "Cluster") => {}
-        _ => errs.push(FieldError::not_supported(
-            "spec.scope",
-            &spec["scope"],
-            &[json!("Cluster"), json!("Namespaced")],
-        )),
+        _ => {
+            errs.push(FieldError::not_supported("spec.scope", &spec["scope"], &[json!("Cluster"), json!("Namespaced")]))
+        }
     }
     if let Some(old) = old {
         if old["spec"]["scope"] != spec["scope"] {
-            errs.push(FieldError::invalid(
-                "spec.scope",
-                &spec["scope"],
-                "field is immutable",
-            ));
+            errs.push(FieldError::invalid("spec.scope", &spec["scope"], "field is immutable"));
         }
         if old["spec"]["group"] != spec["group"] {
-            errs.push(FieldError::invalid(
-                "spec.group",
-                &spec["group"],
-                "field is immutable",
-            ));
+            errs.push(FieldError::invalid("spec.group", &spec["group"], "field is immutable"));
         }
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        errs.push(FieldError::required(
-            "spec.versions",
-            "must have exactly one version marked as storage version",
-        ));
+        errs.push(FieldError::required("spec.versions", "must have exactly one version marked as storage version"));
     }
     let storage = versions.iter().filter(|v| v["storage"] == true).count();
     if !versions.is_empty() && storage != 1 {
@@ -435,18 +376,11 @@ fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
                 "must be object at the root",
             ));
         }
-        errs.extend(super::admission::structural_errors(
-            schema,
-            &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-        ));
+        errs.extend(super::admission::structural_errors(schema, &format!("spec.versions[{i}].schema.openAPIV3Schema")));
         if let Some(fields) = v["selectableFields"].as_array()
             && fields.len() > 8
         {
-            errs.push(FieldError::too_many(
-                &format!("spec.versions[{i}].selectableFields"),
-                fields.len(),
-                8,
-            ));
+            errs.push(FieldError::too_many(&format!("spec.versions[{i}].selectableFields"), fields.len(), 8));
         }
     }
     errs

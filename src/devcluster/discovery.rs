@@ -8,23 +8,12 @@ use super::errors::ApiError;
 use super::resources::{Catalogue, Resource};
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 pub fn discovery(cat: &Catalogue, path: &str, accept: &str) -> Reply {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let wants_aggregated = accept
-        .split(',')
-        .next()
-        .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2"));
+    let wants_aggregated =
+        accept.split(',').next().is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2"));
     match parts.as_slice() {
         ["api"] if wants_aggregated => aggregated(cat, true),
         ["apis"] if wants_aggregated => aggregated(cat, false),
@@ -32,24 +21,15 @@ pub fn discovery(cat: &Catalogue, path: &str, accept: &str) -> Reply {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
         ["api", "v1"] => ok(resource_list(cat, "", "v1")),
         ["apis"] => {
-            let groups: Vec<Value> = cat
-                .groups()
-                .iter()
-                .filter(|(g, _)| !g.is_empty())
-                .map(|(g, vs)| api_group(g, vs))
-                .collect();
+            let groups: Vec<Value> =
+                cat.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
             ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
         ["apis", g] => match cat.groups().iter().find(|(name, _)| name == g) {
             Some((g, vs)) => ok(api_group(g, vs)),
             None => ApiError::no_route().into(),
         },
-        ["apis", g, v]
-            if cat
-                .groups()
-                .iter()
-                .any(|(name, vs)| name == g && vs.iter().any(|x| x == v)) =>
-        {
+        ["apis", g, v] if cat.groups().iter().any(|(name, vs)| name == g && vs.iter().any(|x| x == v)) => {
             ok(resource_list(cat, g, v))
         }
         _ => ApiError::no_route().into(),
@@ -57,18 +37,11 @@ pub fn discovery(cat: &Catalogue, path: &str, accept: &str) -> Reply {
 }
 
 fn ok(body: Value) -> Reply {
-    Reply::Json {
-        code: 200,
-        body,
-        headers: Vec::new(),
-    }
+    Reply::Json { code: 200, body, headers: Vec::new() }
 }
 
 fn api_group(g: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-        .collect();
+    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
     json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": vs, "preferredVersion": vs[0]})
 }
 
@@ -85,19 +58,17 @@ fn resource_list(cat: &Catalogue, g: &str, v: &str) -> Value {
         }
         resources.push(entry);
         if r.status {
-            resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+            resources
+                .push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
                 "kind": r.kind, "verbs": ["get", "patch", "update"]}));
         }
         if r.scale {
-            resources.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
+            resources
+                .push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
     }
-    let gv = if g.is_empty() {
-        v.to_string()
-    } else {
-        format!("{g}/{v}")
-    };
+    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
@@ -110,21 +81,14 @@ fn aggregated(cat: &Catalogue, core: bool) -> Reply {
         let vs: Vec<Value> = versions
             .iter()
             .map(|v| {
-                let resources: Vec<Value> = cat
-                    .in_group_version(g, v)
-                    .map(|r| aggregated_resource(r))
-                    .collect();
+                let resources: Vec<Value> = cat.in_group_version(g, v).map(|r| aggregated_resource(r)).collect();
                 json!({"version": v, "freshness": "Current", "resources": resources})
             })
             .collect();
         items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": vs}));
     }
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
-    Reply::Json {
-        code: 200,
-        body,
-        headers: vec![("content-type", AGGREGATED.to_string())],
-    }
+    Reply::Json { code: 200, body, headers: vec![("content-type", AGGREGATED.to_string())] }
 }
 
 fn aggregated_resource(r: &Resource) -> Value {
@@ -152,11 +116,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 }
 
 fn gv_path(g: &str, v: &str) -> String {
-    if g.is_empty() {
-        format!("api/{v}")
-    } else {
-        format!("apis/{g}/{v}")
-    }
+    if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") }
 }
 
 pub fn openapi_root(cat: &Catalogue) -> Reply {
@@ -166,10 +126,7 @@ pub fn openapi_root(cat: &Catalogue) -> Reply {
             let doc = gv_document(cat, g, v);
             let hash = hex_upper(&Sha256::digest(doc.to_string().as_bytes()));
             let p = gv_path(g, v);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
-            );
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
         }
     }
     ok(json!({"paths": paths}))
@@ -182,11 +139,7 @@ pub fn openapi_doc(cat: &Catalogue, gv: &str) -> Reply {
         ["apis", g, v] => (*g, *v),
         _ => return ApiError::no_route().into(),
     };
-    if !cat
-        .groups()
-        .iter()
-        .any(|(name, vs)| name == g && vs.iter().any(|x| x == v))
-    {
+    if !cat.groups().iter().any(|(name, vs)| name == g && vs.iter().any(|x| x == v)) {
         return ApiError::no_route().into();
     }
     ok(gv_document(cat, g, v))
@@ -240,7 +193,8 @@ fn gv_document(cat: &Catalogue, g: &str, v: &str) -> Value {
                 let mut s = c.schema.clone();
                 s["properties"]["apiVersion"] = json!({"type": "string"});
                 s["properties"]["kind"] = json!({"type": "string"});
-                s["properties"]["metadata"] = json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
+                s["properties"]["metadata"] =
+                    json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
                 s
             }
             None => {
@@ -252,10 +206,7 @@ fn gv_document(cat: &Catalogue, g: &str, v: &str) -> Value {
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name(r), schema);
     }
-    schemas.insert(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
-        json!({"type": "object"}),
-    );
+    schemas.insert("io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(), json!({"type": "object"}));
     schemas.insert("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(), json!({"type": "object", "properties": {
         "name": {"type": "string"}, "generateName": {"type": "string"}, "namespace": {"type": "string"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -24,16 +24,8 @@ pub fn render_value(v: &Value) -> String {
 
 impl FieldError {
     pub fn required(field: &str, detail: &str) -> Self {
-        let message = if detail.is_empty() {
-            "Required value".into()
-        } else {
-            format!("Required value: {detail}")
-        };
-        FieldError {
-            reason: "FieldValueRequired",
-            field: field.into(),
-            message,
-        }
+        let message = if detail.is_empty() { "Required value".into() } else { format!("Required value: {detail}") };
+        FieldError { reason: "FieldValueRequired", field: field.into(), message }
     }
 
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
@@ -49,20 +41,12 @@ impl FieldError {
         FieldError {
             reason: "FieldValueNotSupported",
             field: field.into(),
-            message: format!(
-                "Unsupported value: {}: supported values: {}",
-                render_value(value),
-                list.join(", ")
-            ),
+            message: format!("Unsupported value: {}: supported values: {}", render_value(value), list.join(", ")),
         }
     }
 
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        FieldError {
-            reason: "FieldValueForbidden",
-            field: field.into(),
-            message: format!("Forbidden: {detail}"),
-        }
+        FieldError { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
     }
 
     pub fn too_long(field: &str, max: usize) -> Self {
@@ -98,19 +82,11 @@ impl FieldError {
     }
 
     pub fn custom(reason: &'static str, field: &str, message: String) -> Self {
-        FieldError {
-            reason,
-            field: field.into(),
-            message,
-        }
+        FieldError { reason, field: field.into(), message }
     }
 
     fn text(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
     }
 }
 
@@ -133,11 +109,7 @@ pub struct Target {
 
 impl Target {
     fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     fn details(&self) -> Value {
@@ -162,11 +134,7 @@ fn status(code: u16, reason: &str, message: String, details: Option<Value>) -> V
 
 impl ApiError {
     fn new(code: u16, reason: &str, message: String, details: Option<Value>) -> Self {
-        ApiError {
-            code,
-            status: status(code, reason, message, details),
-            retry_after: None,
-        }
+        ApiError { code, status: status(code, reason, message, details), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -174,30 +142,15 @@ impl ApiError {
     }
 
     pub fn no_route() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            Some(json!({})),
-        )
+        Self::new(404, "NotFound", "the server could not find the requested resource".into(), Some(json!({})))
     }
 
     pub fn not_found(t: &Target) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} {:?} not found", t.qualified(), t.name),
-            Some(t.details()),
-        )
+        Self::new(404, "NotFound", format!("{} {:?} not found", t.qualified(), t.name), Some(t.details()))
     }
 
     pub fn already_exists(t: &Target) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{} {:?} already exists", t.qualified(), t.name),
-            Some(t.details()),
-        )
+        Self::new(409, "AlreadyExists", format!("{} {:?} already exists", t.qualified(), t.name), Some(t.details()))
     }
 
     pub fn conflict(t: &Target) -> Self {
@@ -220,12 +173,7 @@ impl ApiError {
     }
 
     pub fn forbidden(t: &Target, why: &str) -> Self {
-        Self::new(
-            403,
-            "Forbidden",
-            format!("{} {:?} is forbidden: {why}", t.qualified(), t.name),
-            Some(t.details()),
-        )
+        Self::new(403, "Forbidden", format!("{} {:?} is forbidden: {why}", t.qualified(), t.name), Some(t.details()))
     }
 
     pub fn method_not_allowed(verb: &str, t: &Target) -> Self {
@@ -234,10 +182,7 @@ impl ApiError {
         Self::new(
             405,
             "MethodNotAllowed",
-            format!(
-                "{verb} is not supported on resources of kind {:?}",
-                t.qualified()
-            ),
+            format!("{verb} is not supported on resources of kind {:?}", t.qualified()),
             Some(d),
         )
     }
@@ -247,21 +192,14 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728".into(),
-            None,
-        )
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728".into(), None)
     }
 
     pub fn unsupported_media(accepted: &str) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: {accepted}"
-            ),
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
             None,
         )
     }
@@ -288,35 +226,18 @@ impl ApiError {
 
     /// 422 Invalid with field causes: `<Kind>[.<group>] "<name>" is invalid: <aggregate>`.
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let aggregate = match errors {
             [one] => one.text(),
-            many => format!(
-                "[{}]",
-                many.iter()
-                    .map(FieldError::text)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            many => format!("[{}]", many.iter().map(FieldError::text).collect::<Vec<_>>().join(", ")),
         };
-        let causes: Vec<Value> = errors
-            .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-            .collect();
+        let causes: Vec<Value> =
+            errors.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
         let mut details = json!({"name": name, "kind": kind, "causes": causes});
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        Self::new(
-            422,
-            "Invalid",
-            format!("{qualified} {name:?} is invalid: {aggregate}"),
-            Some(details),
-        )
+        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {aggregate}"), Some(details))
     }
 
     /// 422 Invalid without causes, as a failed JSON patch `test` produces.

@@ -50,13 +50,7 @@ pub fn record_update(
         return; // apply() already wrote its entry
     }
     let mut changed = Vec::new();
-    diff_leaves(
-        old.unwrap_or(&Value::Null),
-        obj,
-        &mut Vec::new(),
-        &mut changed,
-        None,
-    );
+    diff_leaves(old.unwrap_or(&Value::Null), obj, &mut Vec::new(), &mut changed, None);
     if changed.is_empty() && old.is_some() {
         return;
     }
@@ -95,11 +89,7 @@ pub fn apply(
     force: bool,
     sub: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let scope: Vec<&str> = if sub == Some("status") {
-        vec!["status"]
-    } else {
-        Vec::new()
-    };
+    let scope: Vec<&str> = if sub == Some("status") { vec!["status"] } else { Vec::new() };
     let keys = |path: &[String]| list_keys(res, path);
     let mut new_set = Map::new();
     fields_of(applied, &mut Vec::new(), &mut new_set, &keys, &scope);
@@ -107,14 +97,12 @@ pub fn apply(
     leaves_of(&new_set, &mut Vec::new(), &mut leaves);
 
     let mut entries = entries_of(current);
-    let mine =
-        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.sub.as_deref() == sub;
+    let mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.sub.as_deref() == sub;
     // Conflicts: fields another manager owns, which this apply would set to another value.
     let mut conflicts: Vec<(String, String)> = Vec::new();
     for e in entries.iter().filter(|e| !mine(e)) {
         for leaf in &leaves {
-            if contains_path(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf)
-            {
+            if contains_path(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
                 conflicts.push((e.manager.clone(), render_path(leaf)));
             }
         }
@@ -123,20 +111,11 @@ pub fn apply(
         let target = res.target(current["metadata"]["name"].as_str().unwrap_or(""));
         let gv = res.api_version();
         let msg = if conflicts.len() == 1 {
-            format!(
-                "Apply failed with 1 conflict: conflict with \"{}\" using {gv}: {}",
-                conflicts[0].0, conflicts[0].1
-            )
+            format!("Apply failed with 1 conflict: conflict with \"{}\" using {gv}: {}", conflicts[0].0, conflicts[0].1)
         } else {
-            let lines: Vec<String> = conflicts
-                .iter()
-                .map(|(m, f)| format!("conflict with \"{m}\" using {gv}: {f}"))
-                .collect();
-            format!(
-                "Apply failed with {} conflicts: {}",
-                conflicts.len(),
-                lines.join("\n")
-            )
+            let lines: Vec<String> =
+                conflicts.iter().map(|(m, f)| format!("conflict with \"{m}\" using {gv}: {f}")).collect();
+            format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
         };
         let causes = conflicts
             .iter()
@@ -147,10 +126,7 @@ pub fn apply(
     // Taken fields (forced, or set to the same value) are now shared or moved.
     for e in entries.iter_mut().filter(|e| !mine(e)) {
         for leaf in &leaves {
-            if force
-                && contains_path(&e.fields, leaf)
-                && get_path(current, leaf) != get_path(applied, leaf)
-            {
+            if force && contains_path(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
                 remove_path(&mut e.fields, leaf);
             }
         }
@@ -163,10 +139,7 @@ pub fn apply(
         leaves_of(&prev.fields, &mut Vec::new(), &mut old_leaves);
         for leaf in old_leaves {
             let still = contains_path(&new_set, &leaf);
-            let others = entries
-                .iter()
-                .filter(|e| !mine(e))
-                .any(|e| contains_path(&e.fields, &leaf));
+            let others = entries.iter().filter(|e| !mine(e)).any(|e| contains_path(&e.fields, &leaf));
             if !still && !others {
                 delete_path(&mut merged, &leaf);
             }
@@ -302,10 +275,7 @@ fn fields_of(
                         let mut inner = Map::new();
                         inner.insert(".".into(), json!({}));
                         fields_of(item, path, &mut inner, keys, &[]);
-                        node.insert(
-                            format!("k:{}", Value::Object(key_of(item, &key_names))),
-                            Value::Object(inner),
-                        );
+                        node.insert(format!("k:{}", Value::Object(key_of(item, &key_names))), Value::Object(inner));
                     }
                 }
             }
@@ -317,10 +287,7 @@ fn fields_of(
 }
 
 fn key_of(item: &Value, names: &[String]) -> Map<String, Value> {
-    names
-        .iter()
-        .filter_map(|n| item.get(n).map(|v| (n.clone(), v.clone())))
-        .collect()
+    names.iter().filter_map(|n| item.get(n).map(|v| (n.clone(), v.clone()))).collect()
 }
 
 /// Leaf paths of a field set: nodes with no children other than ".".
@@ -337,10 +304,7 @@ fn leaves_of(set: &Map<String, Value>, prefix: &mut Path, out: &mut Vec<Path>) {
             continue;
         };
         prefix.push(step);
-        let children = v
-            .as_object()
-            .map(|c| c.keys().any(|x| x != "."))
-            .unwrap_or(false);
+        let children = v.as_object().map(|c| c.keys().any(|x| x != ".")).unwrap_or(false);
         if children {
             leaves_of(v.as_object().expect("checked"), prefix, out);
         } else {
@@ -412,10 +376,7 @@ fn get_path<'a>(obj: &'a Value, path: &Path) -> Option<&'a Value> {
     for s in path {
         cur = match s {
             Step::Field(f) => cur.get(f)?,
-            Step::Key(k) => cur
-                .as_array()?
-                .iter()
-                .find(|it| k.iter().all(|(kk, kv)| it.get(kk) == Some(kv)))?,
+            Step::Key(k) => cur.as_array()?.iter().find(|it| k.iter().all(|(kk, kv)| it.get(kk) == Some(kv)))?,
         };
     }
     Some(cur)
@@ -432,10 +393,10 @@ fn delete_path(obj: &mut Value, path: &Path) {
                 Some(c) => c,
                 None => return,
             },
-            Step::Key(k) => match cur.as_array_mut().and_then(|a| {
-                a.iter_mut()
-                    .find(|it| k.iter().all(|(kk, kv)| it.get(kk) == Some(kv)))
-            }) {
+            Step::Key(k) => match cur
+                .as_array_mut()
+                .and_then(|a| a.iter_mut().find(|it| k.iter().all(|(kk, kv)| it.get(kk) == Some(kv))))
+            {
                 Some(c) => c,
                 None => return,
             },
@@ -459,13 +420,7 @@ fn render_path(path: &Path) -> String {
     path.iter()
         .map(|s| match s {
             Step::Field(f) => format!(".{f}"),
-            Step::Key(k) => format!(
-                "[{}]",
-                k.iter()
-                    .map(|(a, b)| format!("{a}={b}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            Step::Key(k) => format!("[{}]", k.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>().join(",")),
         })
         .collect()
 }
@@ -480,21 +435,13 @@ fn merge_apply(
     match (live.as_object_mut(), applied.as_object()) {
         (Some(l), Some(a)) => {
             for (k, v) in a {
-                if path.len() == 1
-                    && path[0] == "metadata"
-                    && UNOWNED_META.contains(&k.as_str())
-                    && k != "name"
-                {
+                if path.len() == 1 && path[0] == "metadata" && UNOWNED_META.contains(&k.as_str()) && k != "name" {
                     continue;
                 }
                 path.push(k.clone());
                 match l.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        merge_apply(existing, v, path, keys)
-                    }
-                    Some(existing)
-                        if existing.is_array() && v.is_array() && keys(path).is_some() =>
-                    {
+                    Some(existing) if existing.is_object() && v.is_object() => merge_apply(existing, v, path, keys),
+                    Some(existing) if existing.is_array() && v.is_array() && keys(path).is_some() => {
                         let names = keys(path).unwrap_or_default();
                         let arr = existing.as_array_mut().expect("array");
                         for item in v.as_array().expect("array") {
@@ -521,18 +468,12 @@ fn list_keys(res: &Resource, path: &[String]) -> Option<Vec<String>> {
     if let Some(custom) = &res.custom {
         let mut s = &custom.schema;
         for p in path {
-            s = if s["type"] == "array" {
-                &s["items"]["properties"][p]
-            } else {
-                &s["properties"][p]
-            };
+            s = if s["type"] == "array" { &s["items"]["properties"][p] } else { &s["properties"][p] };
         }
         if s["x-kubernetes-list-type"] == "map" {
-            return s["x-kubernetes-list-map-keys"].as_array().map(|k| {
-                k.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            });
+            return s["x-kubernetes-list-map-keys"]
+                .as_array()
+                .map(|k| k.iter().filter_map(|x| x.as_str().map(String::from)).collect());
         }
         return None;
     }
@@ -541,13 +482,7 @@ fn list_keys(res: &Resource, path: &[String]) -> Option<Vec<String>> {
         "containers" | "initContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
         "volumeMounts" => "mountPath",
         "conditions" => "type",
-        "ports"
-            if path
-                .iter()
-                .any(|p| p == "containers" || p == "initContainers") =>
-        {
-            "containerPort"
-        }
+        "ports" if path.iter().any(|p| p == "containers" || p == "initContainers") => "containerPort",
         "ports" if res.kind == "Service" => "port",
         _ => return None,
     };
@@ -555,23 +490,14 @@ fn list_keys(res: &Resource, path: &[String]) -> Option<Vec<String>> {
 }
 
 /// Leaf fields that differ between two objects (added, changed or removed).
-fn diff_leaves(
-    old: &Value,
-    new: &Value,
-    path: &mut Path,
-    out: &mut Vec<Path>,
-    _scope: Option<&str>,
-) {
+fn diff_leaves(old: &Value, new: &Value, path: &mut Path, out: &mut Vec<Path>, _scope: Option<&str>) {
     match (old.as_object(), new.as_object()) {
         (o, Some(n)) => {
             for (k, nv) in n {
                 if path.is_empty() && (k == "apiVersion" || k == "kind") {
                     continue;
                 }
-                if path.len() == 1
-                    && path[0] == Step::Field("metadata".into())
-                    && UNOWNED_META.contains(&k.as_str())
-                {
+                if path.len() == 1 && path[0] == Step::Field("metadata".into()) && UNOWNED_META.contains(&k.as_str()) {
                     continue;
                 }
                 let ov = o.and_then(|o| o.get(k)).unwrap_or(&Value::Null);
@@ -608,9 +534,9 @@ mod tests {
     #[test]
     fn apply_removes_fields_no_longer_applied_and_detects_conflicts() {
         let r = res();
-        let live =
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
-        let a1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        let a1 =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
         let o1 = apply(&r, &live, &a1, "m1", false, None).unwrap();
         assert_eq!(o1["data"], json!({"a": "1", "b": "2"}));
         let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
@@ -619,12 +545,7 @@ mod tests {
         let a3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "other"}});
         let err = apply(&r, &o2, &a3, "m2", false, None).unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(
-            err.status["message"]
-                .as_str()
-                .unwrap()
-                .contains("conflict with \"m1\" using v1: .data.a")
-        );
+        assert!(err.status["message"].as_str().unwrap().contains("conflict with \"m1\" using v1: .data.a"));
         let o3 = apply(&r, &o2, &a3, "m2", true, None).unwrap();
         assert_eq!(o3["data"]["a"], "other");
     }

@@ -55,11 +55,7 @@ impl DevCluster {
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         tokio::spawn(server::serve(listener, state.clone(), rx));
-        Ok(DevCluster {
-            addr,
-            state,
-            _shutdown: tx,
-        })
+        Ok(DevCluster { addr, state, _shutdown: tx })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -120,6 +116,8 @@ pub enum FaultKind {
     Throttle(u64),
     /// Fail every `n`-th matching request with 500 (a steady error rate).
     EveryNth(u64),
+    /// 410 Expired on a list that continues an earlier page (its snapshot is gone).
+    ExpireContinue,
 }
 
 /// Fault injection for tests, through the in-process handle.
@@ -135,12 +133,7 @@ pub struct Faults {
 impl Faults {
     /// Make the next `n` requests matching `verb` and `resource` (plural; empty = any) fail.
     pub fn fail_next(&self, verb: &str, resource: &str, n: u64, kind: FaultKind) {
-        self.lock().push(FaultRule {
-            verb: verb.into(),
-            resource: resource.into(),
-            remaining: n,
-            kind,
-        });
+        self.lock().push(FaultRule { verb: verb.into(), resource: resource.into(), remaining: n, kind });
     }
 
     pub fn clear(&self) {
@@ -150,8 +143,7 @@ impl Faults {
 
     /// Add latency to every request.
     pub fn set_latency(&self, latency: Duration) {
-        self.latency_ms
-            .store(latency.as_millis() as u64, Ordering::Relaxed);
+        self.latency_ms.store(latency.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn latency(&self) -> Duration {
@@ -168,13 +160,14 @@ impl Faults {
         self.rules.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn check(&self, verb: &str, resource: &str) -> Option<FaultKind> {
+    pub(crate) fn check(&self, verb: &str, resource: &str, continues: bool) -> Option<FaultKind> {
         let mut rules = self.lock();
         let mut hit = None;
         for rule in rules.iter_mut() {
             let matches = (rule.verb.is_empty() || rule.verb == verb)
                 && (rule.resource.is_empty() || rule.resource == resource)
-                && rule.remaining > 0;
+                && rule.remaining > 0
+                && (continues || !matches!(rule.kind, FaultKind::ExpireContinue));
             if !matches {
                 continue;
             }
@@ -236,9 +229,7 @@ impl Counters {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|((v, r), _)| {
-                (verb.is_empty() || v == verb) && (resource.is_empty() || r == resource)
-            })
+            .filter(|((v, r), _)| (verb.is_empty() || v == verb) && (resource.is_empty() || r == resource))
             .map(|(_, n)| n)
             .sum()
     }
@@ -250,17 +241,11 @@ impl Counters {
 
     /// All read requests (get, list, watch) so far.
     pub fn reads(&self) -> u64 {
-        ["get", "list", "watch"]
-            .iter()
-            .map(|v| self.get(v, ""))
-            .sum()
+        ["get", "list", "watch"].iter().map(|v| self.get(v, "")).sum()
     }
 
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Start keeping every request (for RBAC coverage checks).
@@ -269,11 +254,7 @@ impl Counters {
     }
 
     pub fn take_log(&self) -> Vec<RequestRecord> {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default()
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
     }
 }
 
@@ -292,50 +273,36 @@ impl Background {
     pub fn start(operator: Option<crate::controller::Config>) -> std::io::Result<Background> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("devcluster".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+        let thread = std::thread::Builder::new().name("devcluster".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let cluster = match DevCluster::start("127.0.0.1:0".parse().expect("loopback parses")).await {
+                    Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                rt.block_on(async move {
-                    let cluster =
-                        match DevCluster::start("127.0.0.1:0".parse().expect("loopback parses"))
-                            .await
-                        {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                                return;
-                            }
-                        };
-                    if let Some(config) = operator {
-                        let client = cluster.client();
-                        if let Err(e) = crate::dev::install_crd(&client).await {
-                            let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
-                            return;
-                        }
-                        tokio::spawn(crate::controller::run(client, config));
+                if let Some(config) = operator {
+                    let client = cluster.client();
+                    if let Err(e) = crate::dev::install_crd(&client).await {
+                        let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+                        return;
                     }
-                    let _ = ready_tx.send(Ok((cluster.url(), cluster.state().clone())));
-                    let _ = stop_rx.await;
-                });
-            })?;
+                    tokio::spawn(crate::controller::run(client, config));
+                }
+                let _ = ready_tx.send(Ok((cluster.url(), cluster.state().clone())));
+                let _ = stop_rx.await;
+            });
+        })?;
         let (url, state) = ready_rx.recv().map_err(std::io::Error::other)??;
-        Ok(Background {
-            url,
-            state,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        Ok(Background { url, state, stop: Some(stop_tx), thread: Some(thread) })
     }
 
     pub fn url(&self) -> &str {

@@ -14,12 +14,7 @@ pub enum Kind {
     Apply,
 }
 
-pub fn apply(
-    kind: Kind,
-    current: &Value,
-    patch: &Value,
-    res: &Resource,
-) -> Result<Value, ApiError> {
+pub fn apply(kind: Kind, current: &Value, patch: &Value, res: &Resource) -> Result<Value, ApiError> {
     let mut doc = current.clone();
     match kind {
         Kind::Merge => {
@@ -35,9 +30,7 @@ pub fn apply(
             let ops: json_patch::Patch = serde_json::from_value(ops)
                 .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal: {e}")))?;
             json_patch::patch(&mut doc, &ops).map_err(|_| {
-                ApiError::invalid_plain(
-                    "the server rejected our request due to an error in our request",
-                )
+                ApiError::invalid_plain("the server rejected our request due to an error in our request")
             })?;
         }
         Kind::Strategic => {
@@ -56,15 +49,13 @@ pub fn apply(
 /// go-jsonpatch treats `test` of a missing path against `null` as a success; kube-rs's
 /// finalizer helper relies on it, so such ops are dropped before applying.
 fn normalise_json_patch(doc: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let ops = patch.as_array().ok_or_else(|| {
-        ApiError::bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-    })?;
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch"))?;
     let kept: Vec<Value> = ops
         .iter()
         .filter(|op| {
-            !(op["op"] == "test"
-                && op["value"].is_null()
-                && doc.pointer(op["path"].as_str().unwrap_or("")).is_none())
+            !(op["op"] == "test" && op["value"].is_null() && doc.pointer(op["path"].as_str().unwrap_or("")).is_none())
         })
         .cloned()
         .collect();
@@ -75,19 +66,11 @@ fn normalise_json_patch(doc: &Value, patch: &Value) -> Result<Value, ApiError> {
 fn merge_key(kind: &str, path: &str) -> Option<&'static str> {
     let tail = path.rsplit('.').next().unwrap_or(path);
     match (tail, path) {
-        (
-            "containers"
-            | "initContainers"
-            | "ephemeralContainers"
-            | "volumes"
-            | "env"
-            | "imagePullSecrets",
-            _,
-        ) => Some("name"),
-        ("volumeMounts", _) => Some("mountPath"),
-        ("ports", p) if p.ends_with("containers.ports") || p.contains("Containers.ports") => {
-            Some("containerPort")
+        ("containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets", _) => {
+            Some("name")
         }
+        ("volumeMounts", _) => Some("mountPath"),
+        ("ports", p) if p.ends_with("containers.ports") || p.contains("Containers.ports") => Some("containerPort"),
         ("ports", _) if kind == "Service" => Some("port"),
         ("conditions", _) => Some("type"),
         ("ownerReferences", _) => Some("uid"),
@@ -122,27 +105,18 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
             continue;
         }
         if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(arr), Some(del)) = (
-                target.get_mut(list).and_then(Value::as_array_mut),
-                v.as_array(),
-            ) {
+            if let (Some(arr), Some(del)) = (target.get_mut(list).and_then(Value::as_array_mut), v.as_array()) {
                 arr.retain(|x| !del.contains(x));
             }
             continue;
         }
-        let child_path = if path.is_empty() {
-            k.clone()
-        } else {
-            format!("{path}.{k}")
-        };
+        let child_path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
         match v {
             Value::Null => {
                 target.remove(k);
             }
             Value::Object(_) => {
-                let entry = target
-                    .entry(k.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let entry = target.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
                 if entry.is_object() {
                     strategic_merge(entry, v, kind, &child_path);
                 } else {
@@ -151,20 +125,13 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
             }
             Value::Array(items) => {
                 if let Some(key) = merge_key(kind, &child_path) {
-                    let base = target
-                        .entry(k.clone())
-                        .or_insert_with(|| Value::Array(Vec::new()));
+                    let base = target.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
                     merge_list(base, items, key, kind, &child_path);
-                    if let Some(order) = p
-                        .get(&format!("$setElementOrder/{k}"))
-                        .and_then(Value::as_array)
-                    {
+                    if let Some(order) = p.get(&format!("$setElementOrder/{k}")).and_then(Value::as_array) {
                         reorder(base, order, key);
                     }
                 } else if is_primitive_set(&child_path) {
-                    let base = target
-                        .entry(k.clone())
-                        .or_insert_with(|| Value::Array(Vec::new()));
+                    let base = target.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
                     if let Some(arr) = base.as_array_mut() {
                         for item in items {
                             if !arr.contains(item) {
@@ -173,10 +140,7 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
                         }
                     }
                 } else {
-                    target.insert(
-                        k.clone(),
-                        Value::Array(items.iter().map(strip_directives).collect()),
-                    );
+                    target.insert(k.clone(), Value::Array(items.iter().map(strip_directives).collect()));
                 }
             }
             _ => {
@@ -213,22 +177,14 @@ fn reorder(base: &mut Value, order: &[Value], key: &str) {
     let Some(arr) = base.as_array_mut() else {
         return;
     };
-    let rank = |x: &Value| {
-        order
-            .iter()
-            .position(|o| o.get(key) == x.get(key))
-            .unwrap_or(usize::MAX)
-    };
+    let rank = |x: &Value| order.iter().position(|o| o.get(key) == x.get(key)).unwrap_or(usize::MAX);
     arr.sort_by_key(rank);
 }
 
 fn strip_directives(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !k.starts_with('$'))
-                .map(|(k, v)| (k.clone(), strip_directives(v)))
-                .collect(),
+            m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
@@ -247,10 +203,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "a"}],
             "containers": [{"image": "2", "name": "a"}, {"$patch": "delete", "name": "b"}]}}}});
         strategic_merge(&mut doc, &patch, "Deployment", "");
-        assert_eq!(
-            doc["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "a", "image": "2"}])
-        );
+        assert_eq!(doc["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "2"}]));
     }
 
     #[test]

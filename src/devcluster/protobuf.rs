@@ -18,8 +18,7 @@ fn unwrap_envelope(body: &[u8]) -> Result<Unknown, ApiError> {
     let raw = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| ApiError::bad_request("provided protobuf is not a Kubernetes envelope"))?;
-    Unknown::decode(raw)
-        .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf: {e}")))
+    Unknown::decode(raw).map_err(|e| ApiError::bad_request(format!("unable to decode protobuf: {e}")))
 }
 
 fn bad(e: prost::DecodeError) -> ApiError {
@@ -38,12 +37,7 @@ pub fn decode_object(body: &[u8], res: &Resource) -> Result<Value, ApiError> {
                 let data: Map<String, Value> = s
                     .data
                     .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            json!(base64::engine::general_purpose::STANDARD.encode(v)),
-                        )
-                    })
+                    .map(|(k, v)| (k, json!(base64::engine::general_purpose::STANDARD.encode(v))))
                     .collect();
                 o["data"] = Value::Object(data);
             }
@@ -68,12 +62,7 @@ pub fn decode_object(body: &[u8], res: &Resource) -> Result<Value, ApiError> {
                 let data: Map<String, Value> = c
                     .binary_data
                     .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            json!(base64::engine::general_purpose::STANDARD.encode(v)),
-                        )
-                    })
+                    .map(|(k, v)| (k, json!(base64::engine::general_purpose::STANDARD.encode(v))))
                     .collect();
                 o["binaryData"] = Value::Object(data);
             }
@@ -95,9 +84,7 @@ pub fn decode_object(body: &[u8], res: &Resource) -> Result<Value, ApiError> {
             o
         }
         _ => {
-            return Err(ApiError::unsupported_media(
-                "application/json, application/yaml",
-            ));
+            return Err(ApiError::unsupported_media("application/json, application/yaml"));
         }
     };
     obj["apiVersion"] = json!(res.api_version());

@@ -40,11 +40,7 @@ pub struct CustomVersion {
 
 impl Resource {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     pub fn group_version(&self) -> (String, String) {
@@ -109,11 +105,7 @@ const fn b(
 fn builtins() -> Vec<Builtin> {
     use NameRule::*;
     vec![
-        Builtin {
-            status: true,
-            name_rule: Label,
-            ..b("", "v1", "Namespace", "namespaces", false, &["ns"])
-        },
+        Builtin { status: true, name_rule: Label, ..b("", "v1", "Namespace", "namespaces", false, &["ns"]) },
         b("", "v1", "ConfigMap", "configmaps", true, &["cm"]),
         b("", "v1", "Secret", "secrets", true, &[]),
         b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"]),
@@ -123,34 +115,10 @@ fn builtins() -> Vec<Builtin> {
             categories: &["all"],
             ..b("", "v1", "Service", "services", true, &["svc"])
         },
-        Builtin {
-            status: true,
-            ..b(
-                "",
-                "v1",
-                "ResourceQuota",
-                "resourcequotas",
-                true,
-                &["quota"],
-            )
-        },
-        Builtin {
-            name_rule: PathSegment,
-            ..b("", "v1", "Event", "events", true, &["ev"])
-        },
-        Builtin {
-            status: true,
-            categories: &["all"],
-            ..b("", "v1", "Pod", "pods", true, &["po"])
-        },
-        b(
-            "",
-            "v1",
-            "PersistentVolumeClaim",
-            "persistentvolumeclaims",
-            true,
-            &["pvc"],
-        ),
+        Builtin { status: true, ..b("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"]) },
+        Builtin { name_rule: PathSegment, ..b("", "v1", "Event", "events", true, &["ev"]) },
+        Builtin { status: true, categories: &["all"], ..b("", "v1", "Pod", "pods", true, &["po"]) },
+        b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"]),
         Builtin {
             status: true,
             scale: true,
@@ -165,77 +133,29 @@ fn builtins() -> Vec<Builtin> {
             categories: &["all"],
             ..b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"])
         },
+        Builtin { name_rule: PathSegment, ..b("events.k8s.io", "v1", "Event", "events", true, &["ev"]) },
+        Builtin { name_rule: PathSegment, ..b("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]) },
         Builtin {
             name_rule: PathSegment,
-            ..b("events.k8s.io", "v1", "Event", "events", true, &["ev"])
+            ..b("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[])
         },
         Builtin {
             name_rule: PathSegment,
-            ..b(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "Role",
-                "roles",
-                true,
-                &[],
-            )
+            ..b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[])
         },
         Builtin {
             name_rule: PathSegment,
-            ..b(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "RoleBinding",
-                "rolebindings",
-                true,
-                &[],
-            )
-        },
-        Builtin {
-            name_rule: PathSegment,
-            ..b(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "ClusterRole",
-                "clusterroles",
-                false,
-                &[],
-            )
-        },
-        Builtin {
-            name_rule: PathSegment,
-            ..b(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "ClusterRoleBinding",
-                "clusterrolebindings",
-                false,
-                &[],
-            )
+            ..b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[])
         },
         b("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
         Builtin {
             status: true,
             generation: true,
-            ..b(
-                "policy",
-                "v1",
-                "PodDisruptionBudget",
-                "poddisruptionbudgets",
-                true,
-                &["pdb"],
-            )
+            ..b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"])
         },
         Builtin {
             generation: true,
-            ..b(
-                "networking.k8s.io",
-                "v1",
-                "NetworkPolicy",
-                "networkpolicies",
-                true,
-                &["netpol"],
-            )
+            ..b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"])
         },
         Builtin {
             status: true,
@@ -305,10 +225,7 @@ impl Catalogue {
             }
             None => self.groups.push((r.group.clone(), vec![r.version.clone()])),
         }
-        self.by_path.insert(
-            (r.group.clone(), r.version.clone(), r.plural.clone()),
-            Arc::new(r),
-        );
+        self.by_path.insert((r.group.clone(), r.version.clone(), r.plural.clone()), Arc::new(r));
     }
 
     fn add_crd(&mut self, crd: &Value) {
@@ -319,26 +236,14 @@ impl Catalogue {
         let plural = names["plural"].as_str().unwrap_or_default().to_string();
         let kind = names["kind"].as_str().unwrap_or_default().to_string();
         let strs = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
+            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
         };
-        let mut versions: Vec<&Value> = spec["versions"]
-            .as_array()
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
+        let mut versions: Vec<&Value> = spec["versions"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
         versions.retain(|v| v["served"].as_bool().unwrap_or(false));
         // Preferred version first: the real server sorts by Kubernetes version priority; the
         // storage version first is a close, predictable approximation.
         versions.sort_by_key(|v| !v["storage"].as_bool().unwrap_or(false));
-        let crd_name = crd["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let crd_name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
         for v in versions {
             let version = v["name"].as_str().unwrap_or_default().to_string();
             let selectable = v["selectableFields"]
@@ -355,10 +260,7 @@ impl Catalogue {
                 version,
                 kind: kind.clone(),
                 plural: plural.clone(),
-                singular: names["singular"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| kind.to_lowercase()),
+                singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
                 namespaced: spec["scope"] == "Namespaced",
                 short_names: strs(&names["shortNames"]),
                 categories: strs(&names["categories"]),
@@ -369,10 +271,7 @@ impl Catalogue {
                 collection: format!("{group}/{plural}").into(),
                 custom: Some(Arc::new(CustomVersion {
                     schema: v["schema"]["openAPIV3Schema"].clone(),
-                    printer_columns: v["additionalPrinterColumns"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
+                    printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                     selectable_fields: selectable,
                     crd_name: crd_name.clone(),
                 })),
@@ -381,9 +280,7 @@ impl Catalogue {
     }
 
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
-        self.by_path
-            .get(&(group.to_string(), version.to_string(), plural.to_string()))
-            .cloned()
+        self.by_path.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
     }
 
     pub fn groups(&self) -> &[(String, Vec<String>)] {
@@ -395,9 +292,7 @@ impl Catalogue {
         group: &'a str,
         version: &'a str,
     ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        self.by_path
-            .values()
-            .filter(move |r| r.group == group && r.version == version)
+        self.by_path.values().filter(move |r| r.group == group && r.version == version)
     }
 
     /// One resource per collection (the preferred version), for namespace cleanup.
@@ -420,10 +315,7 @@ impl Catalogue {
     pub fn by_collection(&self, collection: &str) -> Option<Arc<Resource>> {
         for (g, versions) in &self.groups {
             for v in versions {
-                if let Some(r) = self
-                    .in_group_version(g, v)
-                    .find(|r| &*r.collection == collection)
-                {
+                if let Some(r) = self.in_group_version(g, v).find(|r| &*r.collection == collection) {
                     return Some(r.clone());
                 }
             }

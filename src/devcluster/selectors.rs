@@ -26,13 +26,7 @@ impl LabelSelector {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        Parser {
-            s: text.as_bytes(),
-            pos: 0,
-            text,
-        }
-        .selector()
-        .map(LabelSelector)
+        Parser { s: text.as_bytes(), pos: 0, text }.selector().map(LabelSelector)
     }
 
     pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
@@ -44,12 +38,8 @@ impl LabelSelector {
             LabelReq::NotIn(k, vs) => !get(k).is_some_and(|x| vs.contains(x)),
             LabelReq::Exists(k) => get(k).is_some(),
             LabelReq::NotExists(k) => get(k).is_none(),
-            LabelReq::Gt(k, n) => get(k)
-                .and_then(|x| x.parse::<i64>().ok())
-                .is_some_and(|x| x > *n),
-            LabelReq::Lt(k, n) => get(k)
-                .and_then(|x| x.parse::<i64>().ok())
-                .is_some_and(|x| x < *n),
+            LabelReq::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
+            LabelReq::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
         })
     }
 }
@@ -111,10 +101,7 @@ impl Parser<'_> {
                     self.pos += 1;
                 }
                 Some(c) => {
-                    return Err(format!(
-                        "found '{}', expected: ',' or 'end of string'",
-                        c as char
-                    ));
+                    return Err(format!("found '{}', expected: ',' or 'end of string'", c as char));
                 }
             }
         }
@@ -154,9 +141,7 @@ impl Parser<'_> {
                 "notin" => "notin",
                 _ => {
                     self.pos = op_start;
-                    return Err(format!(
-                        "found '{w}', expected: in, notin, =, ==, !=, gt, lt"
-                    ));
+                    return Err(format!("found '{w}', expected: in, notin, =, ==, !=, gt, lt"));
                 }
             }
         };
@@ -181,48 +166,31 @@ impl Parser<'_> {
                     }
                     return Err(self.error("found '', expected: ',', ')'"));
                 }
-                Ok(if op == "in" {
-                    LabelReq::In(key, values)
-                } else {
-                    LabelReq::NotIn(key, values)
-                })
+                Ok(if op == "in" { LabelReq::In(key, values) } else { LabelReq::NotIn(key, values) })
             }
             ">" | "<" => {
                 let v = self.word();
-                let n: i64 = v.parse().map_err(|_| {
-                    format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}")
-                })?;
-                Ok(if op == ">" {
-                    LabelReq::Gt(key, n)
-                } else {
-                    LabelReq::Lt(key, n)
-                })
+                let n: i64 =
+                    v.parse().map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}"))?;
+                Ok(if op == ">" { LabelReq::Gt(key, n) } else { LabelReq::Lt(key, n) })
             }
             _ => {
                 let v = self.word().to_string();
                 validate_value(&v)?;
-                Ok(if op == "!=" {
-                    LabelReq::NotEq(key, v)
-                } else {
-                    LabelReq::Eq(key, v)
-                })
+                Ok(if op == "!=" { LabelReq::NotEq(key, v) } else { LabelReq::Eq(key, v) })
             }
         }
     }
 }
 
 fn validate_key(key: &str) -> Result<(), String> {
-    crate::devcluster::validation::label_key_errors(key).map_or(Ok(()), |e| {
-        Err(format!("key: Invalid value: \"{key}\": {e}"))
-    })
+    crate::devcluster::validation::label_key_errors(key)
+        .map_or(Ok(()), |e| Err(format!("key: Invalid value: \"{key}\": {e}")))
 }
 
 fn validate_value(value: &str) -> Result<(), String> {
-    crate::devcluster::validation::label_value_errors(value).map_or(Ok(()), |e| {
-        Err(format!(
-            "values[0][{value}]: Invalid value: \"{value}\": {e}"
-        ))
-    })
+    crate::devcluster::validation::label_value_errors(value)
+        .map_or(Ok(()), |e| Err(format!("values[0][{value}]: Invalid value: \"{value}\": {e}")))
 }
 
 /// A field selector: `k=v`, `k==v`, `k!=v`, comma-separated, all ANDed.
@@ -243,9 +211,7 @@ impl FieldSelector {
             } else if let Some(i) = find_unescaped(&part, "=") {
                 (&part[..i], true, &part[i + 1..])
             } else {
-                return Err(format!(
-                    "invalid selector: '{text}'; can't understand '{part}'"
-                ));
+                return Err(format!("invalid selector: '{text}'; can't understand '{part}'"));
             };
             reqs.push((key.trim().to_string(), eq, unescape(value)));
         }

@@ -22,11 +22,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -61,20 +57,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Err(_) => return Ok(error_response(&ApiError::too_large())),
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let req = Req::new(
-        parts.method,
-        parts.uri.path().to_string(),
-        &query,
-        parts.headers,
-        body,
-    );
+    let req = Req::new(parts.method, parts.uri.path().to_string(), &query, parts.headers, body);
     let reply = state.handle(req).await;
     Ok(match reply {
-        Reply::Json {
-            code,
-            body,
-            headers,
-        } => {
+        Reply::Json { code, body, headers } => {
             let mut resp = json_response(code, &body);
             for (k, v) in headers {
                 if let Ok(v) = HeaderValue::from_str(&v) {
@@ -83,15 +69,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             }
             resp
         }
-        Reply::Raw {
-            code,
-            content_type,
-            body,
-        } => {
+        Reply::Raw { code, content_type, body } => {
             let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
             *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
         Reply::Error(e) => error_response(&e),
@@ -103,27 +84,23 @@ fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut resp = json_response(e.code, &e.status);
     if let Some(s) = e.retry_after {
-        resp.headers_mut()
-            .insert("Retry-After", HeaderValue::from(s));
+        resp.headers_mut().insert("Retry-After", HeaderValue::from(s));
     }
     resp
 }
 
 /// A watch: headers go out at once, then one JSON line per event, each flushed as its own chunk.
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+        .map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

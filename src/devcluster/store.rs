@@ -90,13 +90,7 @@ impl Store {
     }
 
     pub fn lock(&self) -> Guard<'_> {
-        Guard {
-            inner: self
-                .inner
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            changes: &self.changes,
-        }
+        Guard { inner: self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()), changes: &self.changes }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
@@ -120,11 +114,7 @@ impl Guard<'_> {
     }
 
     pub fn collection(&self, collection: &str) -> Collection {
-        self.inner
-            .collections
-            .get(collection)
-            .cloned()
-            .unwrap_or_default()
+        self.inner.collections.get(collection).cloned().unwrap_or_default()
     }
 
     /// Reserve the next resourceVersion (the caller stamps it on the object it stores).
@@ -135,40 +125,16 @@ impl Guard<'_> {
 
     /// Store `object` (already stamped with `rv`) and record the change.
     pub fn put(&mut self, collection: &Arc<str>, key: Arc<str>, object: Arc<Value>, rv: u64) {
-        let map = self
-            .inner
-            .collections
-            .entry(collection.clone())
-            .or_default();
+        let map = self.inner.collections.entry(collection.clone()).or_default();
         let previous = map.insert(key, object.clone());
-        let kind = if previous.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
-        self.record(Change {
-            rv,
-            collection: collection.clone(),
-            kind,
-            object,
-            previous,
-        });
+        let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        self.record(Change { rv, collection: collection.clone(), kind, object, previous });
     }
 
     /// Remove an object; `last` is its final state stamped with the deletion's resourceVersion.
     pub fn remove(&mut self, collection: &Arc<str>, key: &str, last: Arc<Value>, rv: u64) {
-        let previous = self
-            .inner
-            .collections
-            .get_mut(collection)
-            .and_then(|m| m.remove(key));
-        self.record(Change {
-            rv,
-            collection: collection.clone(),
-            kind: EventType::Deleted,
-            object: last,
-            previous,
-        });
+        let previous = self.inner.collections.get_mut(collection).and_then(|m| m.remove(key));
+        self.record(Change { rv, collection: collection.clone(), kind: EventType::Deleted, object: last, previous });
     }
 
     pub fn drop_collection(&mut self, collection: &str) {
@@ -230,11 +196,7 @@ impl Guard<'_> {
         if rv < self.inner.compacted {
             return None;
         }
-        self.inner
-            .snapshots
-            .iter()
-            .find(|(r, c, _)| *r == rv && &**c == collection)
-            .map(|(_, _, s)| s.clone())
+        self.inner.snapshots.iter().find(|(r, c, _)| *r == rv && &**c == collection).map(|(_, _, s)| s.clone())
     }
 
     /// Every stored object of every collection whose key is in `namespace`.
@@ -243,10 +205,9 @@ impl Guard<'_> {
         let end = format!("{namespace}0"); // '0' sorts right after '/'
         let mut out = Vec::new();
         for (coll, map) in &self.inner.collections {
-            for (k, _) in map.range::<_, str>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Excluded(end.as_str()),
-            )) {
+            for (k, _) in map
+                .range::<_, str>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Excluded(end.as_str())))
+            {
                 out.push((coll.clone(), k.clone()));
             }
         }
@@ -275,10 +236,7 @@ impl Bounds {
         Bounds { lo, hi }
     }
 
-    pub fn iter<'a>(
-        &'a self,
-        map: &'a Collection,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Arc<Value>)> + 'a {
+    pub fn iter<'a>(&'a self, map: &'a Collection) -> impl Iterator<Item = (&'a Arc<str>, &'a Arc<Value>)> + 'a {
         map.range::<_, str>((as_str_bound(&self.lo), as_str_bound(&self.hi)))
     }
 }

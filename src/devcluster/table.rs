@@ -26,11 +26,7 @@ fn columns(res: &Resource) -> Vec<Column> {
         priority: 0,
         path: ".metadata.creationTimestamp".into(),
     };
-    let defined = res
-        .custom
-        .as_ref()
-        .map(|c| c.printer_columns.as_slice())
-        .unwrap_or(&[]);
+    let defined = res.custom.as_ref().map(|c| c.printer_columns.as_slice()).unwrap_or(&[]);
     if defined.is_empty() {
         return vec![age];
     }
@@ -45,9 +41,7 @@ fn columns(res: &Resource) -> Vec<Column> {
                 description: c["description"]
                     .as_str()
                     .map(String::from)
-                    .unwrap_or_else(|| {
-                        format!("Custom resource definition column (in JSONPath format): {path}")
-                    }),
+                    .unwrap_or_else(|| format!("Custom resource definition column (in JSONPath format): {path}")),
                 priority: c["priority"].as_i64().unwrap_or(0),
                 path,
             }
@@ -70,9 +64,8 @@ pub fn table(res: &Resource, objects: &[&Value], meta: Option<Value>, with_heade
         .collect();
     let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta.unwrap_or_else(|| json!({})), "rows": rows});
     if with_headers {
-        let mut defs = vec![
-            json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESC, "priority": 0}),
-        ];
+        let mut defs =
+            vec![json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESC, "priority": 0})];
         defs.extend(cols.iter().map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})));
         t["columnDefinitions"] = Value::Array(defs);
     }
@@ -107,11 +100,7 @@ fn cell(c: &Column, obj: &Value, now: jiff::Timestamp) -> Value {
 
 /// A small JSONPath subset: `.a.b`, `.a[0]`, `.a[*].b` and `.a[?(@.k=="v")].b`.
 pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = path
-        .trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .trim_start_matches('$');
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
     let mut cur = vec![obj];
     let mut rest = path;
     while !rest.is_empty() {
@@ -136,16 +125,12 @@ pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
                         arr.iter().collect()
                     } else if let Ok(i) = inner.parse::<usize>() {
                         arr.get(i).into_iter().collect()
-                    } else if let Some(f) =
-                        inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')'))
-                    {
+                    } else if let Some(f) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
                         let Some((k, want)) = f.split_once("==") else {
                             return Vec::new();
                         };
                         let want = want.trim().trim_matches('"').trim_matches('\'');
-                        arr.iter()
-                            .filter(|it| it.get(k.trim()).and_then(Value::as_str) == Some(want))
-                            .collect()
+                        arr.iter().filter(|it| it.get(k.trim()).and_then(Value::as_str) == Some(want)).collect()
                     } else {
                         Vec::new()
                     }
@@ -168,36 +153,20 @@ pub fn human_age(secs: i64) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", s % 60)
-        }
+        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
+        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 24 * 8 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
+        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
     } else if h < 24 * 365 * 2 {
         format!("{d}d")
     } else if h < 24 * 365 * 8 {
         let y = d / 365;
-        if d % 365 == 0 {
-            format!("{y}y")
-        } else {
-            format!("{y}y{}d", d % 365)
-        }
+        if d % 365 == 0 { format!("{y}y") } else { format!("{y}y{}d", d % 365) }
     } else {
         format!("{}y", d / 365)
     }
@@ -218,15 +187,10 @@ mod tests {
 
     #[test]
     fn jsonpath_subset() {
-        let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
-        assert_eq!(
-            jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
-            vec![&json!("True")]
-        );
-        assert_eq!(
-            jsonpath(&o, ".status.conditions[0].type"),
-            vec![&json!("A")]
-        );
+        let o =
+            json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        assert_eq!(jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![&json!("True")]);
+        assert_eq!(jsonpath(&o, ".status.conditions[0].type"), vec![&json!("A")]);
         assert!(jsonpath(&o, ".spec.x").is_empty());
     }
 }

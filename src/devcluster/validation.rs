@@ -13,8 +13,7 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -27,8 +26,7 @@ fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -83,53 +81,32 @@ pub fn validate_metadata(meta: &Value, rule: NameRule) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
     if name.is_empty() {
-        errs.push(FieldError::required(
-            "metadata.name",
-            "name or generateName is required",
-        ));
+        errs.push(FieldError::required("metadata.name", "name or generateName is required"));
     } else {
         let bad = match rule {
             NameRule::Subdomain if !is_dns1123_subdomain(name) => Some(DNS1123_SUBDOMAIN_MSG),
             NameRule::Label if !is_dns1123_label(name) => Some(DNS1123_LABEL_MSG),
-            NameRule::PathSegment
-                if name == "." || name == ".." || name.contains('/') || name.contains('%') =>
-            {
+            NameRule::PathSegment if name == "." || name == ".." || name.contains('/') || name.contains('%') => {
                 Some("may not contain '/' or '%', and may not be '.' or '..'")
             }
             _ => None,
         };
         if let Some(msg) = bad {
-            errs.push(FieldError::invalid(
-                "metadata.name",
-                &Value::String(name.into()),
-                msg,
-            ));
+            errs.push(FieldError::invalid("metadata.name", &Value::String(name.into()), msg));
         }
     }
     if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
         for (k, v) in labels {
             if let Some(e) = label_key_errors(k) {
-                errs.push(FieldError::invalid(
-                    "metadata.labels",
-                    &Value::String(k.clone()),
-                    &e,
-                ));
+                errs.push(FieldError::invalid("metadata.labels", &Value::String(k.clone()), &e));
             }
             match v.as_str() {
                 Some(s) => {
                     if let Some(e) = label_value_errors(s) {
-                        errs.push(FieldError::invalid(
-                            "metadata.labels",
-                            &Value::String(s.into()),
-                            &e,
-                        ));
+                        errs.push(FieldError::invalid("metadata.labels", &Value::String(s.into()), &e));
                     }
                 }
-                None => errs.push(FieldError::invalid(
-                    "metadata.labels",
-                    v,
-                    "label values must be strings",
-                )),
+                None => errs.push(FieldError::invalid("metadata.labels", v, "label values must be strings")),
             }
         }
     }
@@ -137,11 +114,7 @@ pub fn validate_metadata(meta: &Value, rule: NameRule) -> Vec<FieldError> {
         let mut total = 0;
         for (k, v) in ann {
             if let Some(e) = label_key_errors(k) {
-                errs.push(FieldError::invalid(
-                    "metadata.annotations",
-                    &Value::String(k.clone()),
-                    &e,
-                ));
+                errs.push(FieldError::invalid("metadata.annotations", &Value::String(k.clone()), &e));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
         }

@@ -25,8 +25,7 @@ impl Cluster {
     pub fn start_with(config: Option<workspace_operator::controller::Config>) -> Cluster {
         let server = Background::start(config).expect("server starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig())
-            .expect("write kubeconfig");
+        std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig()).expect("write kubeconfig");
         Cluster { server, dir }
     }
 
@@ -49,19 +48,13 @@ impl Cluster {
         let mut v: Vec<String> = vec![format!("--cache-dir={}", cache.display())];
         v.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-        self.command("kubectl", &refs)
-            .output()
-            .expect("kubectl runs")
+        self.command("kubectl", &refs).output().expect("kubectl runs")
     }
 
     /// kubectl that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -89,30 +82,19 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
         child.wait_with_output().expect("kubectl finishes")
     }
 
     pub fn apply(&self, manifest: &str) -> String {
         let out = self.with_stdin(&["apply", "-f", "-"], manifest);
-        assert!(
-            out.status.success(),
-            "apply failed:\n{}\n{manifest}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "apply failed:\n{}\n{manifest}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Run the kubectl plugin binary against this server.
     pub fn plugin(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_kubectl-workspaces"), args)
-            .output()
-            .expect("plugin runs")
+        self.command(env!("CARGO_BIN_EXE_kubectl-workspaces"), args).output().expect("plugin runs")
     }
 
     /// Poll `f` until it returns Some, or panic with `what` after `timeout`.
@@ -137,10 +119,7 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_millis(500));
     }
@@ -157,10 +136,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(500));
     }
@@ -217,15 +193,8 @@ spec:
 "#;
 
 pub fn widget(name: &str, ns: &str, size: i64, color: &str, labels: &[(&str, &str)]) -> String {
-    let labels: String = labels
-        .iter()
-        .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
-        .collect();
-    let labels = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("  labels:\n{labels}")
-    };
+    let labels: String = labels.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+    let labels = if labels.is_empty() { String::new() } else { format!("  labels:\n{labels}") };
     format!(
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}spec:\n  size: {size}\n  color: {color}\n"
     )
@@ -241,32 +210,21 @@ pub struct Operator {
 impl Operator {
     pub fn start(c: &Cluster) -> Operator {
         let metrics = std::sync::Arc::new(workspace_operator::metrics::Metrics::default());
-        let config = workspace_operator::controller::Config {
-            metrics: Some(metrics.clone()),
-            ..Default::default()
-        };
+        let config = workspace_operator::controller::Config { metrics: Some(metrics.clone()), ..Default::default() };
         let url = c.server.url().to_string();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url")))
-                    .expect("client");
+                let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
                 let shutdown = async move {
                     let _ = stop_rx.await;
                 };
                 workspace_operator::controller::run_until(client, config, shutdown).await;
             });
         });
-        Operator {
-            metrics,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        Operator { metrics, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     /// Wait until at least `n` more reconciles than `since` completed.
@@ -291,31 +249,18 @@ impl Drop for Operator {
 /// A cluster with the committed CRD applied through kubectl, and the operator running.
 pub fn with_operator() -> (Cluster, Operator) {
     let c = Cluster::start(false);
-    c.ok(&[
-        "apply",
-        "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml"),
-    ]);
-    c.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/workspaces.workspaces.dev",
-        "--timeout=10s",
-    ]);
+    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
     let op = Operator::start(&c);
     (c, op)
 }
 
 /// Wait until Workspace `name` in `ns` reports `status`; returns the full jsonpath reading.
 pub fn wait_status(c: &Cluster, ns: &str, name: &str, status: &str) {
-    c.eventually(
-        &format!("{ns}/{name} to be {status}"),
-        Duration::from_secs(20),
-        || {
-            let s = c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.status}");
-            (s == status).then_some(())
-        },
-    );
+    c.eventually(&format!("{ns}/{name} to be {status}"), Duration::from_secs(20), || {
+        let s = c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.status}");
+        (s == status).then_some(())
+    });
 }
 
 pub fn workspace(name: &str, ns: &str, extra_spec: &str) -> String {

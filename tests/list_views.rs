@@ -1,0 +1,349 @@
+//! List views over 1,200 Workspaces in four namespaces and every state: kubectl's label and
+//! field selectors, and the `kubectl workspaces list` plugin, checked against the expected sets
+//! computed from the specs the test created.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Cluster, Operator};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::Value;
+use workspace_operator::crd::Workspace;
+use workspace_operator::devcluster::FaultKind;
+
+const N: usize = 1200;
+const NAMESPACES: [&str; 4] = ["org-a", "org-b", "org-c", "org-d"];
+const OWNERS: [&str; 5] = ["alice@example.com", "bob@example.com", "carol", "dave", "erin"];
+const PROJECTS: [&str; 3] = ["default", "research", "prod-ml"];
+const AUTH: [&str; 3] = ["Public", "Private", "Internal"];
+const WORDS: [&str; 4] = ["vision", "speech", "ranking", "forecast"];
+
+#[derive(Clone, Debug)]
+struct Spec {
+    i: usize,
+    ns: &'static str,
+    name: String,
+    owner: &'static str,
+    project: &'static str,
+    auth: &'static str,
+    display: String,
+    status: &'static str,
+}
+
+fn specs() -> Vec<Spec> {
+    (0..N)
+        .map(|i| {
+            let desired = if i % 11 == 0 {
+                "Deleted"
+            } else if i % 7 == 0 {
+                "Deactivated"
+            } else {
+                "Available"
+            };
+            Spec {
+                i,
+                ns: NAMESPACES[i % 4],
+                name: format!("ws-{i:04}"),
+                owner: OWNERS[i % 5],
+                project: PROJECTS[i % 3],
+                auth: AUTH[(i / 3) % 3],
+                display: format!("Project {i} {}", WORDS[i % 4]),
+                // Every 50th asks for a namespace that exists and is not its own.
+                status: if i % 50 == 0 { "Failed" } else { desired },
+            }
+        })
+        .collect()
+}
+
+fn manifest(s: &Spec) -> Value {
+    let desired = match s.status {
+        "Failed" | "Available" => "Available",
+        other => other,
+    };
+    let mut spec = serde_json::json!({
+        "owner": s.owner, "enterpriseProject": s.project, "authType": s.auth,
+        "displayName": s.display, "desiredState": desired,
+    });
+    if s.i % 50 == 0 {
+        spec["namespace"] = "kube-public".into();
+    }
+    serde_json::json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": s.name, "namespace": s.ns}, "spec": spec})
+}
+
+struct Fixture {
+    c: Cluster,
+    _op: Operator,
+    specs: Vec<Spec>,
+}
+
+fn fixture() -> Fixture {
+    let (c, op) = common::with_operator();
+    for ns in NAMESPACES {
+        c.ok(&["create", "namespace", ns]);
+    }
+    let specs = specs();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = c.server.client();
+        futures::stream::iter(specs.clone())
+            .map(|s| {
+                let api: Api<Workspace> = Api::namespaced(client.clone(), s.ns);
+                async move {
+                    let ws: Workspace = serde_json::from_value(manifest(&s)).expect("valid manifest");
+                    api.create(&PostParams::default(), &ws).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("create workspaces");
+        let api: Api<Workspace> = Api::all(client);
+        let want: BTreeSet<(String, String)> = specs.iter().map(|s| (s.name.clone(), s.status.to_string())).collect();
+        common::eventually_async("all workspaces settled", Duration::from_secs(180), || {
+            let api = api.clone();
+            let want = want.clone();
+            async move {
+                let list = api.list(&ListParams::default()).await.ok()?;
+                let have: BTreeSet<(String, String)> = list
+                    .items
+                    .iter()
+                    .filter(|w| {
+                        w.labels().get("workspaces.dev/status")
+                            == w.status.as_ref().and_then(|s| s.status).map(|s| s.as_str().to_string()).as_ref()
+                    })
+                    .map(|w| {
+                        (
+                            w.metadata.name.clone().unwrap_or_default(),
+                            w.status
+                                .as_ref()
+                                .and_then(|s| s.status)
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                if have != want {
+                    let missing: Vec<_> = want.difference(&have).take(5).collect();
+                    eprintln!("not settled: {} differ, e.g. {missing:?}", want.difference(&have).count());
+                }
+                (have == want).then_some(())
+            }
+        })
+        .await;
+    });
+    Fixture { c, _op: op, specs }
+}
+
+use kube::ResourceExt;
+
+fn names(lines: &str) -> BTreeSet<String> {
+    lines.lines().map(|l| l.rsplit('/').next().unwrap_or(l).to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+fn expect(specs: &[Spec], f: impl Fn(&Spec) -> bool) -> BTreeSet<String> {
+    specs.iter().filter(|s| f(s)).map(|s| s.name.clone()).collect()
+}
+
+fn plugin_json(c: &Cluster, args: &[&str]) -> Value {
+    let mut a = vec!["list", "-o", "json"];
+    a.extend_from_slice(args);
+    let out = c.plugin(&a);
+    assert!(out.status.success(), "plugin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("plugin prints JSON")
+}
+
+fn plugin_names(v: &Value) -> BTreeSet<String> {
+    v["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .map(|w| w["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn list_views_filter_sort_and_page() {
+    let Fixture { c, specs, .. } = fixture();
+
+    // kubectl: label selectors, with every operator, across namespaces.
+    let kubectl_names = |args: &[&str]| {
+        let mut a = vec!["get", "ws", "-A", "-o", "name"];
+        a.extend_from_slice(args);
+        names(&c.ok(&a))
+    };
+    assert_eq!(kubectl_names(&["-l", "workspaces.dev/status=Available"]), expect(&specs, |s| s.status == "Available"));
+    assert_eq!(
+        kubectl_names(&["-l", "workspaces.dev/status in (Deactivated,Deleted)"]),
+        expect(&specs, |s| s.status == "Deactivated" || s.status == "Deleted")
+    );
+    assert_eq!(
+        kubectl_names(&["-l", "workspaces.dev/status!=Available,workspaces.dev/auth-type=Private"]),
+        expect(&specs, |s| s.status != "Available" && s.auth == "Private")
+    );
+    assert_eq!(
+        kubectl_names(&["-l", "workspaces.dev/enterprise-project=research", "--chunk-size=50"]),
+        expect(&specs, |s| s.project == "research")
+    );
+    // Field selectors on the CRD's selectable fields.
+    assert_eq!(
+        kubectl_names(&["--field-selector", "spec.owner=alice@example.com,status.status=Available"]),
+        expect(&specs, |s| s.owner == "alice@example.com" && s.status == "Available")
+    );
+    assert_eq!(kubectl_names(&["--field-selector", "spec.authType!=Public"]), expect(&specs, |s| s.auth != "Public"));
+    // Namespaced lists are the organization's workspaces.
+    let org_b = names(&c.ok(&["get", "ws", "-n", "org-b", "-o", "name"]));
+    assert_eq!(org_b, expect(&specs, |s| s.ns == "org-b"));
+
+    // kubectl's table shows the declared columns.
+    let table = c.ok(&["get", "ws", "-n", "org-a", "-o", "wide", "--chunk-size=100"]);
+    let header = table.lines().next().unwrap_or("");
+    for col in [
+        "NAME",
+        "DISPLAY NAME",
+        "OWNER",
+        "DESIRED",
+        "STATUS",
+        "REASON",
+        "AGE",
+        "ENTERPRISE PROJECT",
+        "AUTH",
+        "NAMESPACE",
+        "STATUS UPDATED",
+    ] {
+        assert!(header.contains(col), "missing {col}: {header}");
+    }
+
+    // The plugin: each filter, alone and combined.
+    let all = plugin_json(&c, &["-A", "--chunk-size", "7"]);
+    assert_eq!(all["total_count"], N);
+    assert_eq!(plugin_names(&all).len(), N, "small pages return every item exactly once");
+    let w = &all["workspaces"][0];
+    for key in [
+        "id",
+        "name",
+        "display_name",
+        "description",
+        "owner",
+        "admins",
+        "enterprise_project_id",
+        "auth_type",
+        "status",
+        "state_reason",
+        "desired_state",
+        "create_time",
+        "update_time",
+        "status_updated",
+        "tags",
+        "namespace",
+        "is_default",
+    ] {
+        assert!(w.get(key).is_some(), "JSON lacks {key}: {w}");
+    }
+    let cases: Vec<(Vec<&str>, BTreeSet<String>)> = vec![
+        (vec!["--status", "Failed"], expect(&specs, |s| s.status == "Failed")),
+        (vec!["--owner", "bob@example.com"], expect(&specs, |s| s.owner == "bob@example.com")),
+        (vec!["--enterprise-project", "prod-ml"], expect(&specs, |s| s.project == "prod-ml")),
+        (vec!["--auth-type", "internal"], expect(&specs, |s| s.auth == "Internal")),
+        (vec!["--name", "RANKING"], expect(&specs, |s| s.display.contains("ranking"))),
+        (
+            vec!["--status", "Available", "--owner", "carol", "--enterprise-project", "research"],
+            expect(&specs, |s| s.status == "Available" && s.owner == "carol" && s.project == "research"),
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["-A"];
+        a.extend_from_slice(&args);
+        let got = plugin_json(&c, &a);
+        assert_eq!(plugin_names(&got), want, "plugin {args:?}");
+        assert_eq!(got["total_count"], want.len(), "total for {args:?}");
+    }
+    // Ids, as PAI's WorkspaceIds: one (pushed down as a field selector) and several.
+    let ids: Vec<String> =
+        all["workspaces"].as_array().unwrap().iter().take(3).map(|w| w["id"].as_str().unwrap().to_string()).collect();
+    let one = plugin_json(&c, &["-A", "--id", &ids[0]]);
+    assert_eq!(one["total_count"], 1);
+    let three = plugin_json(&c, &["-A", "--id", &ids.join(",")]);
+    assert_eq!(
+        three["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+
+    // Sorting, offset and page numbers.
+    let mut by_name: Vec<String> = expect(&specs, |s| s.ns == "org-c").into_iter().collect();
+    by_name.sort();
+    by_name.reverse();
+    let page =
+        plugin_json(&c, &["-n", "org-c", "--sort-by", "name", "--order", "desc", "--offset", "10", "--limit", "5"]);
+    let got: Vec<String> =
+        page["workspaces"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got, by_name[10..15].to_vec());
+    assert_eq!(page["total_count"], by_name.len());
+    let pg = plugin_json(
+        &c,
+        &["-n", "org-c", "--sort-by", "name", "--order", "desc", "--page-number", "3", "--page-size", "5"],
+    );
+    assert_eq!(pg["workspaces"], page["workspaces"], "page 3 of 5 is offset 10, limit 5");
+    let created = plugin_json(&c, &["-A", "--sort-by", "create_time", "--limit", "50"]);
+    let times: Vec<&str> =
+        created["workspaces"].as_array().unwrap().iter().map(|w| w["create_time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|p| p[0] <= p[1]), "sorted by creation time");
+
+    // An expired continue token restarts the list instead of failing or mixing snapshots.
+    c.server.faults().fail_next("list", "workspaces", 1, FaultKind::ExpireContinue);
+    let before = c.server.counters().get("list", "workspaces");
+    let restarted = plugin_json(&c, &["-A", "--chunk-size", "100", "--status", "Available"]);
+    assert_eq!(plugin_names(&restarted), expect(&specs, |s| s.status == "Available"));
+    assert!(
+        c.server.counters().get("list", "workspaces") - before
+            > 1 + expect(&specs, |s| s.status == "Available").len() as u64 / 100
+    );
+
+    // Table output.
+    let out = c.plugin(&["list", "-n", "org-d", "--limit", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("NAME")
+            && text.contains(&format!("3 of {} workspaces", expect(&specs, |s| s.ns == "org-d").len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn plugin_fails_cleanly() {
+    let c = Cluster::start(false);
+    for bad in [
+        vec!["list", "--status", "Sleeping"],
+        vec!["list", "--sort-by", "size"],
+        vec!["list", "--page-size", "0"],
+        vec!["list", "-o", "xml"],
+    ] {
+        let out = c.plugin(&bad);
+        assert!(!out.status.success(), "{bad:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "one clear line for {bad:?}: {err}");
+    }
+    // No CRD installed: the list is refused and said so.
+    let out = c.plugin(&["list", "-A"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "), "{}", String::from_utf8_lossy(&out.stderr));
+    // Unreachable cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kc");
+    std::fs::write(&kc, workspace_operator::devcluster::kubeconfig_for("http://127.0.0.1:9")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-workspaces"))
+        .args(["list", "--kubeconfig", kc.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: cannot reach the cluster") && err.trim().lines().count() == 1, "{err}");
+}
