@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (in-cluster config, or KUBECONFIG).
+    Run(workspace_operator::operator::RunArgs),
     /// Print the Workspace CustomResourceDefinition as YAML.
     Crd,
     /// Run a local Kubernetes API server (plus the operator) for trying things out.
@@ -34,6 +36,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => workspace_operator::operator::run(args).await?,
         Command::Crd => print!("{}", workspace_operator::crd::crd_yaml()),
         Command::Dev { listen, kubeconfig, no_controller } => {
             workspace_operator::telemetry::init(workspace_operator::telemetry::LogFormat::Text);

@@ -1,0 +1,134 @@
+//! `workspace-operator run`: the operator as deployed — metrics and health, waiting for the
+//! CRD, optional leader election, graceful shutdown on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::Api;
+use tracing::{info, warn};
+
+use crate::children::Settings;
+use crate::controller::{self, Config};
+use crate::leader::{Elector, LeaseConfig};
+use crate::metrics::{self, Metrics};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    #[arg(long, value_enum, default_value = "text", env = "LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
+    /// The group that Public workspaces grant `view` to.
+    #[arg(long, default_value = "system:authenticated", env = "PUBLIC_GROUP")]
+    pub public_group: String,
+    /// Watch Workspaces in this namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Workspaces reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Take a Lease before reconciling, so only one replica writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    #[arg(long, default_value = "workspace-operator", env = "LEASE_NAME")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format);
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    wait_for_crd(&client).await;
+    let config = Config {
+        settings: Settings { public_group: args.public_group.clone() },
+        concurrency: args.concurrency,
+        namespace: args.watch_namespace.clone(),
+        metrics: Some(metrics.clone()),
+    };
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("workspace-operator-{}", uuid::Uuid::new_v4()));
+    let elector = args
+        .leader_elect
+        .then(|| Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)));
+    metrics.set_ready(true);
+    let shutdown = crate::dev::shutdown_signal();
+    tokio::pin!(shutdown);
+    if let Some(e) = &elector {
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        metrics.set_leader(true);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = controller::run_until(client.clone(), config, async move {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(run);
+    let lost = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => futures::future::pending().await,
+        }
+    };
+    let mut exit_lost = false;
+    tokio::select! {
+        _ = &mut run => {}
+        _ = &mut shutdown => info!("shutting down: finishing in-flight reconciles"),
+        _ = lost => {
+            warn!("leadership lost: stopping");
+            exit_lost = true;
+        }
+    }
+    let _ = stop_tx.send(());
+    // Finish in-flight reconciles, within the pod's grace period.
+    if tokio::time::timeout(Duration::from_secs(20), &mut run).await.is_err() {
+        warn!("in-flight reconciles did not finish in time");
+    }
+    if let Some(e) = &elector {
+        metrics.set_leader(false);
+        if !exit_lost {
+            e.release().await;
+        }
+    }
+    if exit_lost {
+        // Restarted by Kubernetes as a standby with clean caches.
+        anyhow::bail!("lost the leader lease");
+    }
+    Ok(())
+}
+
+/// Wait for the Workspace CRD instead of crashing without it; /readyz fails meanwhile.
+async fn wait_for_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut logged = false;
+    loop {
+        match crds.get_opt("workspaces.workspaces.dev").await {
+            Ok(Some(crd)) if established(&crd) => return,
+            Ok(_) if !logged => {
+                warn!("waiting for the Workspace CRD (install crds/workspace.yaml)");
+                logged = true;
+            }
+            Err(e) if !logged => {
+                warn!(error = %e, "waiting for the API server");
+                logged = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+}
