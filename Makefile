@@ -14,15 +14,23 @@ dev: build ## Run a local Kubernetes API server plus the operator; kubeconfig at
 	mkdir -p .dev
 	./target/debug/workspace-operator dev --kubeconfig $(KUBECONFIG_DEV)
 
-test: ## Run every unit and integration test
+VENV ?= .venv
+
+$(VENV)/.installed: ## Helm's engine (helm-python-sdk) for the chart tests
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check helm-python-sdk
+	touch $@
+
+test: $(VENV)/.installed ## Run every unit and integration test
 	$(CARGO) build --bins
-	$(CARGO) test --all-targets -- --test-threads=2
+	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --all-targets -- --test-threads=2
 
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
 	$(CARGO) run --release --bin workspace-operator -- bench
 
-crds: ## Regenerate crds/workspace.yaml from the Rust types
+crds: ## Regenerate crds/workspace.yaml (and the chart's copy) from the Rust types
 	$(CARGO) run --quiet --bin workspace-operator -- crd > crds/workspace.yaml
+	cp crds/workspace.yaml charts/workspace-operator/files/workspace.yaml
 
 lint: ## Format check and clippy with warnings denied
 	$(CARGO) fmt --check

@@ -11,3 +11,11 @@ fn committed_crd_matches_the_rust_types() {
         .expect("read crds/workspace.yaml");
     assert!(generated == committed, "crds/workspace.yaml is stale: run `make crds`");
 }
+
+#[test]
+fn chart_carries_the_same_crd() {
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")).expect("read crds");
+    let chart = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/workspace-operator/files/workspace.yaml"))
+        .expect("read chart copy");
+    assert!(committed == chart, "charts/workspace-operator/files/workspace.yaml is stale: run `make crds`");
+}
