@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KUBECONFIG_DEV ?= .dev/kubeconfig
 
-.PHONY: help dev test bench crds lint fmt build
+.PHONY: help dev test bench crds manifests lint fmt build
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ bench: ## Measure convergence, API cost, memory and list latency (figures in REA
 crds: ## Regenerate crds/workspace.yaml (and the chart's copy) from the Rust types
 	$(CARGO) run --quiet --bin workspace-operator -- crd > crds/workspace.yaml
 	cp crds/workspace.yaml charts/workspace-operator/files/workspace.yaml
+
+manifests: $(VENV)/.installed ## Render the chart into crds/operator/ for kubectl/kustomize installs
+	$(VENV)/bin/python tests/helm/helmtool.py manifests charts/workspace-operator '{"crds":{"install":false}}' workspace-operator workspace-system > crds/operator/operator.yaml
 
 lint: ## Format check and clippy with warnings denied
 	$(CARGO) fmt --check

@@ -215,3 +215,21 @@ fn cluster_role_covers_every_call_the_operator_makes() {
         assert!(ok, "the chart's RBAC does not allow {verb} {group}/{resource}");
     }
 }
+
+#[test]
+fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/helmtool.py"))
+        .args(["manifests", CHART, "{\"crds\":{\"install\":false}}", "workspace-operator", "workspace-system"])
+        .output()
+        .expect("render");
+    let committed = include_str!("../crds/operator/operator.yaml");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "crds/operator/operator.yaml is stale: run `make manifests`"
+    );
+    let c = Cluster::start(false);
+    c.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]);
+    assert_eq!(c.jsonpath(&["get", "deploy", "workspace-operator", "-n", "workspace-system"], "{.spec.replicas}"), "1");
+    c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
+}
