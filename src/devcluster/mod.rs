@@ -330,6 +330,11 @@ impl Background {
     pub fn counters(&self) -> &Counters {
         &self.state.counters
     }
+
+    /// Forget the change history: watches resuming from before now get 410 Expired.
+    pub fn compact(&self) {
+        self.state.store.lock().compact();
+    }
 }
 
 impl Drop for Background {
