@@ -26,7 +26,7 @@ test: $(VENV)/.installed ## Run every unit and integration test
 	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --all-targets -- --test-threads=2
 
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
-	$(CARGO) run --release --bin workspace-operator -- bench
+	$(CARGO) bench --bench operator
 
 crds: ## Regenerate crds/workspace.yaml (and the chart's copy) from the Rust types
 	$(CARGO) run --quiet --bin workspace-operator -- crd > crds/workspace.yaml

@@ -193,6 +193,12 @@ impl State {
         state
     }
 
+    /// Every stored object of a collection (`group/plural`, or `plural` for the core group),
+    /// read without a request: for tests and benchmarks that must not disturb the counters.
+    pub fn objects(&self, collection: &str) -> Vec<Arc<Value>> {
+        self.store.lock().collection(collection).values().cloned().collect()
+    }
+
     pub fn catalogue(&self) -> Arc<Catalogue> {
         self.catalogue.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

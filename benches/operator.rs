@@ -1,0 +1,321 @@
+//! `make bench`: how fast the operator converges, how many API requests it spends, how much
+//! memory it needs, and how fast list views are — against the in-process local API server, with
+//! the operator as its own process (the release binary), as it runs in a cluster.
+//!
+//! Prints a table, then one line of `key=value` figures (read by scripts).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use workspace_operator::crd::Workspace;
+use workspace_operator::devcluster::{Background, State};
+
+const WORKSPACES: &str = "workspaces.dev/workspaces";
+
+struct Operator {
+    child: Child,
+    metrics: String,
+}
+
+impl Operator {
+    fn start(kubeconfig: &std::path::Path) -> Operator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080);
+        let child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
+            .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--concurrency", "32"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the operator");
+        Operator { child, metrics: format!("127.0.0.1:{port}") }
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+
+    /// Completed reconciles, from the operator's own /metrics.
+    fn reconciles(&self) -> u64 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.metrics) else { return 0 };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.lines()
+            .find(|l| l.starts_with("workspace_operator_reconciles_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_of(ws: &Value) -> &str {
+    ws["status"]["status"].as_str().unwrap_or("")
+}
+
+/// Wait until every Workspace whose name starts with `prefix` is `status`; returns when each was
+/// first seen so (polling the store in-process, which costs the server no request).
+fn wait_all(state: &State, prefix: &str, n: usize, status: &str, timeout: Duration) -> HashMap<String, Instant> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    while seen.len() < n {
+        let now = Instant::now();
+        for ws in state.objects(WORKSPACES) {
+            let name = ws["metadata"]["name"].as_str().unwrap_or("");
+            if name.starts_with(prefix) && status_of(&ws) == status && !seen.contains_key(name) {
+                seen.insert(name.to_string(), now);
+            }
+        }
+        assert!(Instant::now() < deadline, "{prefix}: only {}/{n} reached {status} in {timeout:?}", seen.len());
+        std::thread::sleep(Duration::from_millis(if n > 20_000 { 200 } else { 10 }));
+    }
+    seen
+}
+
+fn workspace(name: &str, ns: &str, i: usize) -> Workspace {
+    serde_json::from_value(json!({
+        "apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"owner": format!("user{}@example.com", i % 50), "enterpriseProject": ["default", "research", "prod"][i % 3],
+                 "resourceLimits": {"pods": "20"}},
+    }))
+    .expect("workspace")
+}
+
+async fn create_workspaces(client: &kube::Client, ns: &str, prefix: &str, n: usize) -> HashMap<String, Instant> {
+    let api: Api<Workspace> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let name = format!("{prefix}{i:06}");
+                api.create(&PostParams::default(), &workspace(&name, ns, i)).await.map(|_| (name, Instant::now()))
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .expect("create workspaces")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Row(&'static str, String);
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let server = Background::start(None).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
+    let state = server.state().clone();
+    let counters = server.counters();
+    let client = rt.block_on(async { server.client() });
+    rt.block_on(workspace_operator::dev::install_crd(&client)).expect("CRD");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut figures: Vec<(&str, String)> = Vec::new();
+
+    // Server headroom: simple writes per second, and filtered list pages, before the operator.
+    let server_writes_per_s = rt.block_on(async {
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("load".into()), ..Default::default() }, ..Default::default() })
+            .await
+            .expect("ns");
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "load");
+        let n = 20_000;
+        let start = Instant::now();
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let cm = ConfigMap { metadata: ObjectMeta { name: Some(format!("c{i}")), ..Default::default() }, ..Default::default() };
+                    api.create(&PostParams::default(), &cm).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("load");
+        n as f64 / start.elapsed().as_secs_f64()
+    });
+    rows.push(Row("server: ConfigMap creates/s (32 in flight, HTTP, 2 cores shared with the client)", format!("{server_writes_per_s:.0}")));
+
+    // Convergence of 1,000 and 10,000 Workspaces created at once.
+    let operator = Operator::start(&kubeconfig);
+    let mut p50 = 0.0;
+    let mut p99 = 0.0;
+    let mut throughput = 0.0;
+    let mut writes_per_ws = 0.0;
+    let mut reads_per_ws = 0.0;
+    let mut converge = HashMap::new();
+    for (n, ns) in [(1_000usize, "bench-1k"), (10_000, "bench-10k")] {
+        rt.block_on(async {
+            let nss: Api<Namespace> = Api::all(client.clone());
+            let _ = nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() }).await;
+        });
+        let (w0, r0) = (counters.writes(), counters.reads());
+        let start = Instant::now();
+        let created = rt.block_on(create_workspaces(&client, ns, &format!("{ns}-"), n));
+        let ready = wait_all(&state, &format!("{ns}-"), n, "Available", Duration::from_secs(900));
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut latencies: Vec<f64> =
+            ready.iter().filter_map(|(k, t)| created.get(k).map(|c| t.saturating_duration_since(*c).as_secs_f64() * 1000.0)).collect();
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        // The benchmark's own requests: n creates and one namespace.
+        let op_writes = counters.writes().saturating_sub(w0 + n as u64 + 1);
+        let op_reads = counters.reads().saturating_sub(r0);
+        converge.insert(n, elapsed);
+        if n == 10_000 {
+            p50 = percentile(&latencies, 0.5);
+            p99 = percentile(&latencies, 0.99);
+            throughput = n as f64 / elapsed;
+            writes_per_ws = op_writes as f64 / n as f64;
+            reads_per_ws = op_reads as f64 / n as f64;
+        }
+        rows.push(Row(if n == 1_000 { "converge 1,000 (s)" } else { "converge 10,000 (s)" }, format!("{elapsed:.2}")));
+        rows.push(Row(if n == 1_000 { "  p50 / p99 ready (ms), 1,000" } else { "  p50 / p99 ready (ms), 10,000" },
+            format!("{:.0} / {:.0}", percentile(&latencies, 0.5), percentile(&latencies, 0.99))));
+        rows.push(Row(if n == 1_000 { "  operator writes / reads per workspace, 1,000" } else { "  operator writes / reads per workspace, 10,000" },
+            format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64)));
+    }
+    let events_per_ws = counters.get("create", "events") as f64 / 11_000.0;
+    rows.push(Row("  of which Event creates per workspace", format!("{events_per_ws:.2}")));
+    let server_fraction = (throughput * writes_per_ws) / server_writes_per_s;
+    let rss_10k = operator.rss_mib();
+    rows.push(Row("operator RSS with 11,000 Workspaces cached (MiB)", format!("{rss_10k:.1}")));
+
+    // A full resync: a restarted operator reconciles every converged Workspace.
+    drop(operator);
+    let w0 = counters.writes();
+    let operator = Operator::start(&kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while operator.reconciles() < 11_000 {
+        assert!(Instant::now() < deadline, "resync did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let resync_writes = counters.writes() - w0;
+    rows.push(Row("writes by a full resync of 11,000 converged Workspaces", resync_writes.to_string()));
+
+    // Transitions: 1,000 Deactivated, then Available again.
+    let api: Api<Workspace> = Api::namespaced(client.clone(), "bench-1k");
+    let set_state = |desired: &'static str| {
+        rt.block_on(async {
+            futures::stream::iter(0..1000)
+                .map(|i| {
+                    let api = api.clone();
+                    async move {
+                        api.patch(&format!("bench-1k-{i:06}"), &PatchParams::default(), &Patch::Merge(json!({"spec": {"desiredState": desired}})))
+                            .await
+                            .map(|_| ())
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("patch");
+        })
+    };
+    let w0 = counters.writes();
+    let start = Instant::now();
+    set_state("Deactivated");
+    wait_all(&state, "bench-1k-", 1000, "Deactivated", Duration::from_secs(300));
+    let deactivate_s = start.elapsed().as_secs_f64();
+    let deactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
+    let w0 = counters.writes();
+    let start = Instant::now();
+    set_state("Available");
+    wait_all(&state, "bench-1k-", 1000, "Available", Duration::from_secs(300));
+    let reactivate_s = start.elapsed().as_secs_f64();
+    let reactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
+    rows.push(Row("deactivate 1,000 (s) / operator writes per workspace", format!("{deactivate_s:.2} / {deactivate_writes:.2}")));
+    rows.push(Row("reactivate 1,000 (s) / operator writes per workspace", format!("{reactivate_s:.2} / {reactivate_writes:.2}")));
+
+    // 100,000 Workspaces: memory of the cache, and list views over them.
+    let big = 100_000 - 11_000;
+    rt.block_on(async {
+        let nss: Api<Namespace> = Api::all(client.clone());
+        let _ = nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("bench-100k".into()), ..Default::default() }, ..Default::default() }).await;
+    });
+    let start = Instant::now();
+    rt.block_on(create_workspaces(&client, "bench-100k", "bench-100k-", big));
+    wait_all(&state, "bench-100k-", big, "Available", Duration::from_secs(3600));
+    let converge_100k = start.elapsed().as_secs_f64();
+    rows.push(Row("converge 89,000 more, to 100,000 (s)", format!("{converge_100k:.1}")));
+    let rss_100k = operator.rss_mib();
+    rows.push(Row("operator RSS with 100,000 Workspaces cached (MiB)", format!("{rss_100k:.1}")));
+    rows.push(Row("  bytes per cached Workspace (10k to 100k)", format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0)));
+    drop(operator);
+
+    // List views: the first page and the whole list, as `kubectl workspaces list` fetches them.
+    let api: Api<Workspace> = Api::all(client.clone());
+    let start = Instant::now();
+    let page = rt.block_on(api.list(&ListParams::default().labels("workspaces.dev/status=Available").limit(500))).expect("page");
+    let first_page_ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(page.items.len(), 500);
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-workspaces"))
+        .args(["list", "-A", "--status", "Available", "--chunk-size", "500", "--limit", "10", "-o", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("plugin");
+    let list_full_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("plugin JSON");
+    assert_eq!(listed["total_count"], 100_000);
+    rows.push(Row("list: first page of 500, status=Available, of 100,000 (ms)", format!("{first_page_ms:.1}")));
+    rows.push(Row("list: kubectl workspaces list --status Available, all 100,000 (ms)", format!("{list_full_ms:.0}")));
+    // A filtered page straight from the server store size (issue: < 50 ms from 100,000).
+    let start = Instant::now();
+    rt.block_on(api.list(&ListParams::default().labels("workspaces.dev/enterprise-project=research").limit(500))).expect("page");
+    rows.push(Row("server: filtered page of 500 from 100,000 (ms)", format!("{:.1}", start.elapsed().as_secs_f64() * 1000.0)));
+
+    figures.extend([
+        ("converge_1000_s", format!("{:.2}", converge[&1_000])),
+        ("converge_10000_s", format!("{:.2}", converge[&10_000])),
+        ("throughput_ws_per_s", format!("{throughput:.0}")),
+        ("p50_ready_ms", format!("{p50:.0}")),
+        ("p99_ready_ms", format!("{p99:.0}")),
+        ("writes_per_workspace", format!("{writes_per_ws:.2}")),
+        ("reads_per_workspace", format!("{reads_per_ws:.2}")),
+        ("resync_writes", resync_writes.to_string()),
+        ("deactivate_1000_s", format!("{deactivate_s:.2}")),
+        ("rss_10k_mib", format!("{rss_10k:.1}")),
+        ("rss_100k_mib", format!("{rss_100k:.1}")),
+        ("list_first_page_ms", format!("{first_page_ms:.1}")),
+        ("list_full_ms", format!("{list_full_ms:.0}")),
+        ("server_writes_per_s", format!("{server_writes_per_s:.0}")),
+        ("server_fraction", format!("{server_fraction:.2}")),
+    ]);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    println!("workspace-operator benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    for Row(k, v) in &rows {
+        println!("{k:<width$}  {v}");
+    }
+    println!("{}", figures.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    let _ = Arc::strong_count(&state);
+}
