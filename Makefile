@@ -18,7 +18,7 @@ VENV ?= .venv
 
 $(VENV)/.installed: ## Helm's engine (helm-python-sdk) for the chart tests
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check helm-python-sdk
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check helm-python-sdk lupa
 	touch $@
 
 test: $(VENV)/.installed ## Run every unit and integration test

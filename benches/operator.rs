@@ -25,7 +25,8 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &std::path::Path) -> Operator {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080);
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080);
         let child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--concurrency", "32"])
             .env("KUBECONFIG", kubeconfig)
@@ -144,9 +145,15 @@ fn main() {
     // Server headroom: simple writes per second, and filtered list pages, before the operator.
     let server_writes_per_s = rt.block_on(async {
         let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("load".into()), ..Default::default() }, ..Default::default() })
-            .await
-            .expect("ns");
+        nss.create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta { name: Some("load".into()), ..Default::default() },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ns");
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "load");
         let n = 20_000;
         let start = Instant::now();
@@ -154,7 +161,10 @@ fn main() {
             .map(|i| {
                 let api = api.clone();
                 async move {
-                    let cm = ConfigMap { metadata: ObjectMeta { name: Some(format!("c{i}")), ..Default::default() }, ..Default::default() };
+                    let cm = ConfigMap {
+                        metadata: ObjectMeta { name: Some(format!("c{i}")), ..Default::default() },
+                        ..Default::default()
+                    };
                     api.create(&PostParams::default(), &cm).await.map(|_| ())
                 }
             })
@@ -164,7 +174,10 @@ fn main() {
             .expect("load");
         n as f64 / start.elapsed().as_secs_f64()
     });
-    rows.push(Row("server: ConfigMap creates/s (32 in flight, HTTP, 2 cores shared with the client)", format!("{server_writes_per_s:.0}")));
+    rows.push(Row(
+        "server: ConfigMap creates/s (32 in flight, HTTP, 2 cores shared with the client)",
+        format!("{server_writes_per_s:.0}"),
+    ));
 
     // Convergence of 1,000 and 10,000 Workspaces created at once.
     let operator = Operator::start(&kubeconfig);
@@ -177,15 +190,25 @@ fn main() {
     for (n, ns) in [(1_000usize, "bench-1k"), (10_000, "bench-10k")] {
         rt.block_on(async {
             let nss: Api<Namespace> = Api::all(client.clone());
-            let _ = nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() }).await;
+            let _ = nss
+                .create(
+                    &PostParams::default(),
+                    &Namespace {
+                        metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() },
+                        ..Default::default()
+                    },
+                )
+                .await;
         });
         let (w0, r0) = (counters.writes(), counters.reads());
         let start = Instant::now();
         let created = rt.block_on(create_workspaces(&client, ns, &format!("{ns}-"), n));
         let ready = wait_all(&state, &format!("{ns}-"), n, "Available", Duration::from_secs(900));
         let elapsed = start.elapsed().as_secs_f64();
-        let mut latencies: Vec<f64> =
-            ready.iter().filter_map(|(k, t)| created.get(k).map(|c| t.saturating_duration_since(*c).as_secs_f64() * 1000.0)).collect();
+        let mut latencies: Vec<f64> = ready
+            .iter()
+            .filter_map(|(k, t)| created.get(k).map(|c| t.saturating_duration_since(*c).as_secs_f64() * 1000.0))
+            .collect();
         latencies.sort_by(|a, b| a.total_cmp(b));
         // The benchmark's own requests: n creates and one namespace.
         let op_writes = counters.writes().saturating_sub(w0 + n as u64 + 1);
@@ -199,10 +222,18 @@ fn main() {
             reads_per_ws = op_reads as f64 / n as f64;
         }
         rows.push(Row(if n == 1_000 { "converge 1,000 (s)" } else { "converge 10,000 (s)" }, format!("{elapsed:.2}")));
-        rows.push(Row(if n == 1_000 { "  p50 / p99 ready (ms), 1,000" } else { "  p50 / p99 ready (ms), 10,000" },
-            format!("{:.0} / {:.0}", percentile(&latencies, 0.5), percentile(&latencies, 0.99))));
-        rows.push(Row(if n == 1_000 { "  operator writes / reads per workspace, 1,000" } else { "  operator writes / reads per workspace, 10,000" },
-            format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64)));
+        rows.push(Row(
+            if n == 1_000 { "  p50 / p99 ready (ms), 1,000" } else { "  p50 / p99 ready (ms), 10,000" },
+            format!("{:.0} / {:.0}", percentile(&latencies, 0.5), percentile(&latencies, 0.99)),
+        ));
+        rows.push(Row(
+            if n == 1_000 {
+                "  operator writes / reads per workspace, 1,000"
+            } else {
+                "  operator writes / reads per workspace, 10,000"
+            },
+            format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64),
+        ));
     }
     let events_per_ws = counters.get("create", "events") as f64 / 11_000.0;
     rows.push(Row("  of which Event creates per workspace", format!("{events_per_ws:.2}")));
@@ -230,9 +261,13 @@ fn main() {
                 .map(|i| {
                     let api = api.clone();
                     async move {
-                        api.patch(&format!("bench-1k-{i:06}"), &PatchParams::default(), &Patch::Merge(json!({"spec": {"desiredState": desired}})))
-                            .await
-                            .map(|_| ())
+                        api.patch(
+                            &format!("bench-1k-{i:06}"),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"desiredState": desired}})),
+                        )
+                        .await
+                        .map(|_| ())
                     }
                 })
                 .buffer_unordered(32)
@@ -253,14 +288,28 @@ fn main() {
     wait_all(&state, "bench-1k-", 1000, "Available", Duration::from_secs(300));
     let reactivate_s = start.elapsed().as_secs_f64();
     let reactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
-    rows.push(Row("deactivate 1,000 (s) / operator writes per workspace", format!("{deactivate_s:.2} / {deactivate_writes:.2}")));
-    rows.push(Row("reactivate 1,000 (s) / operator writes per workspace", format!("{reactivate_s:.2} / {reactivate_writes:.2}")));
+    rows.push(Row(
+        "deactivate 1,000 (s) / operator writes per workspace",
+        format!("{deactivate_s:.2} / {deactivate_writes:.2}"),
+    ));
+    rows.push(Row(
+        "reactivate 1,000 (s) / operator writes per workspace",
+        format!("{reactivate_s:.2} / {reactivate_writes:.2}"),
+    ));
 
     // 100,000 Workspaces: memory of the cache, and list views over them.
     let big = 100_000 - 11_000;
     rt.block_on(async {
         let nss: Api<Namespace> = Api::all(client.clone());
-        let _ = nss.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("bench-100k".into()), ..Default::default() }, ..Default::default() }).await;
+        let _ = nss
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta { name: Some("bench-100k".into()), ..Default::default() },
+                    ..Default::default()
+                },
+            )
+            .await;
     });
     let start = Instant::now();
     rt.block_on(create_workspaces(&client, "bench-100k", "bench-100k-", big));
@@ -269,13 +318,18 @@ fn main() {
     rows.push(Row("converge 89,000 more, to 100,000 (s)", format!("{converge_100k:.1}")));
     let rss_100k = operator.rss_mib();
     rows.push(Row("operator RSS with 100,000 Workspaces cached (MiB)", format!("{rss_100k:.1}")));
-    rows.push(Row("  bytes per cached Workspace (10k to 100k)", format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0)));
+    rows.push(Row(
+        "  bytes per cached Workspace (10k to 100k)",
+        format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0),
+    ));
     drop(operator);
 
     // List views: the first page and the whole list, as `kubectl workspaces list` fetches them.
     let api: Api<Workspace> = Api::all(client.clone());
     let start = Instant::now();
-    let page = rt.block_on(api.list(&ListParams::default().labels("workspaces.dev/status=Available").limit(500))).expect("page");
+    let page = rt
+        .block_on(api.list(&ListParams::default().labels("workspaces.dev/status=Available").limit(500)))
+        .expect("page");
     let first_page_ms = start.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(page.items.len(), 500);
     let start = Instant::now();
@@ -291,8 +345,12 @@ fn main() {
     rows.push(Row("list: kubectl workspaces list --status Available, all 100,000 (ms)", format!("{list_full_ms:.0}")));
     // A filtered page straight from the server store size (issue: < 50 ms from 100,000).
     let start = Instant::now();
-    rt.block_on(api.list(&ListParams::default().labels("workspaces.dev/enterprise-project=research").limit(500))).expect("page");
-    rows.push(Row("server: filtered page of 500 from 100,000 (ms)", format!("{:.1}", start.elapsed().as_secs_f64() * 1000.0)));
+    rt.block_on(api.list(&ListParams::default().labels("workspaces.dev/enterprise-project=research").limit(500)))
+        .expect("page");
+    rows.push(Row(
+        "server: filtered page of 500 from 100,000 (ms)",
+        format!("{:.1}", start.elapsed().as_secs_f64() * 1000.0),
+    ));
 
     figures.extend([
         ("converge_1000_s", format!("{:.2}", converge[&1_000])),
@@ -312,7 +370,10 @@ fn main() {
         ("server_fraction", format!("{server_fraction:.2}")),
     ]);
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    println!("workspace-operator benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "workspace-operator benchmark ({} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     for Row(k, v) in &rows {
         println!("{k:<width$}  {v}");
     }

@@ -12,6 +12,17 @@ def main(argv):
     elif cmd == "render":
         chart = helm_python.Chart.load(argv[2])
         print(json.dumps(chart.render(json.loads(argv[3]), name=argv[4], namespace=argv[5], is_install=True)))
+    elif cmd == "lua-health":
+        # Argo CD's health check for Workspaces, run by a real Lua interpreter on real objects.
+        import lupa
+        script = open(argv[2]).read()
+        results = []
+        for obj in json.loads(sys.stdin.read()):
+            lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+            fn = lua.eval("function(obj) " + script + " end")
+            hs = fn(lua.table_from(obj, recursive=True))
+            results.append({"status": hs["status"], "message": hs["message"]})
+        print(json.dumps(results))
     elif cmd == "manifests":
         # Plain manifests for kubectl/kustomize users: the chart rendered with its defaults.
         chart = helm_python.Chart.load(argv[2])
