@@ -95,10 +95,11 @@ fn wait_all(state: &State, prefix: &str, n: usize, status: &str, timeout: Durati
 }
 
 fn workspace(name: &str, ns: &str, i: usize) -> Workspace {
+    let project = ["default", "research", "prod"][i % 3];
     serde_json::from_value(json!({
         "apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"owner": format!("user{}@example.com", i % 50), "enterpriseProject": ["default", "research", "prod"][i % 3],
+        "spec": {"owner": format!("user{}@example.com", i % 50), "enterpriseProject": project,
                  "resourceLimits": {"pods": "20"}},
     }))
     .expect("workspace")
