@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, wait_status};
+use common::wait_status;
 
 enum Expect {
     /// kubectl apply fails; stderr contains both strings (the field and the rule).
