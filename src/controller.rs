@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -122,7 +122,22 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         expect: Expectations::default(),
         metrics: config.metrics.clone().unwrap_or_default(),
     });
-    Controller::for_stream(ws_stream, ws_store)
+    let shutdown = shutdown.shared();
+    let synced = ws_store.clone();
+    // kube-runtime holds its runner until the Workspace cache has synced; a stop that comes
+    // before then would wait for a sync that can no longer happen, so end at once instead
+    // (nothing can be in flight yet).
+    let stop_unsynced = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            if future::poll_immediate(synced.wait_until_ready()).await.is_none() {
+                return;
+            }
+            future::pending::<()>().await
+        }
+    };
+    let controller = Controller::for_stream(ws_stream, ws_store)
         .watches_stream(ns_stream, |o| owner_of(&o))
         .watches_stream(rb_stream, |o| owner_of(&o))
         .watches_stream(q_stream, |o| owner_of(&o))
@@ -134,8 +149,11 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
                 warn!(error = %e, "reconcile stream");
             }
             future::ready(())
-        })
-        .await;
+        });
+    tokio::select! {
+        _ = controller => {}
+        _ = stop_unsynced => info!("stopped before the Workspace cache synced"),
+    }
 }
 
 /// Run until the process is stopped.

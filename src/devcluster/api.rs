@@ -199,6 +199,15 @@ impl State {
         self.store.lock().collection(collection).values().cloned().collect()
     }
 
+    pub fn faults_handle(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Forget the change history: watches resuming from before now get 410 Expired.
+    pub fn compact_history(&self) {
+        self.store.lock().compact();
+    }
+
     pub fn catalogue(&self) -> Arc<Catalogue> {
         self.catalogue.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

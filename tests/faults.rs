@@ -1,0 +1,186 @@
+//! Faults from the local API server: each scenario ends with every Workspace in its desired
+//! state, nothing duplicated and nothing lost.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Operator};
+use workspace_operator::devcluster::FaultKind;
+
+const N: usize = 24;
+
+fn create_all(c: &Cluster, prefix: &str) {
+    let mut manifest = String::new();
+    for i in 0..N {
+        manifest.push_str("---\n");
+        manifest.push_str(&common::workspace(
+            &format!("{prefix}-{i:02}"),
+            "default",
+            "  resourceLimits: {pods: \"4\"}\n",
+        ));
+    }
+    // Injected faults hit kubectl too; like a user, apply again until every object is in.
+    c.eventually("all Workspaces created", Duration::from_secs(30), || {
+        let _ = c.with_stdin(&["apply", "-f", "-"], &manifest);
+        let names = c.jsonpath(&["get", "ws"], "{.items[*].metadata.name}");
+        (names.split_whitespace().filter(|n| n.starts_with(prefix)).count() == N).then_some(())
+    });
+}
+
+/// Every Workspace Available; then, with faults cleared, exactly one namespace, two RoleBindings and a quota.
+fn assert_converged(c: &Cluster, prefix: &str) -> Duration {
+    let start = Instant::now();
+    c.eventually(&format!("{prefix}: all Available"), Duration::from_secs(90), || {
+        let out = c.jsonpath(&["get", "ws"], "{range .items[*]}{.metadata.name}={.status.status} {end}");
+        let ok = out.split_whitespace().filter(|w| w.starts_with(prefix) && w.ends_with("=Available")).count();
+        (ok == N).then_some(())
+    });
+    let took = start.elapsed();
+    // Inspect with faults off so a failed read is not mistaken for a missing object.
+    c.server.faults().clear();
+    for i in 0..N {
+        let name = format!("{prefix}-{i:02}");
+        let nss = c.ok(&["get", "ns", "-l", &format!("workspaces.dev/workspace-name={name}"), "-o", "name"]);
+        assert_eq!(nss.lines().count(), 1, "{name}: one namespace");
+        let ns = nss.trim().trim_start_matches("namespace/");
+        assert_eq!(c.ok(&["get", "rolebindings", "-n", ns, "-o", "name"]).lines().count(), 2, "{name}: bindings");
+        assert!(c.kubectl(&["get", "quota", "workspace-quota", "-n", ns]).status.success(), "{name}: quota");
+    }
+    took
+}
+
+#[test]
+fn ten_percent_server_errors() {
+    let (c, _op) = common::with_operator();
+    c.server.faults().fail_next("", "", 100_000, FaultKind::EveryNth(10));
+    create_all(&c, "err");
+    let took = assert_converged(&c, "err");
+    eprintln!("10% 500s: converged in {took:?}");
+}
+
+#[test]
+fn throttling_with_retry_after() {
+    let (c, _op) = common::with_operator();
+    c.server.faults().fail_next("patch", "workspaces", 30, FaultKind::Throttle(1));
+    c.server.faults().fail_next("create", "namespaces", 10, FaultKind::Throttle(1));
+    create_all(&c, "slow");
+    let took = assert_converged(&c, "slow");
+    eprintln!("429 with Retry-After: converged in {took:?}");
+}
+
+#[test]
+fn watches_dropped_and_history_compacted() {
+    let (c, _op) = common::with_operator();
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = c.server.state().clone();
+    let stopper = stop.clone();
+    let url = c.server.url().to_string();
+    let dropper = std::thread::spawn(move || {
+        let mut n = 0;
+        while !stopper.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(700));
+            state.faults_handle().drop_watches();
+            n += 1;
+            if n % 3 == 0 {
+                state.compact_history();
+            }
+        }
+        drop(url);
+    });
+    create_all(&c, "drop");
+    let took = assert_converged(&c, "drop");
+    stop.store(true, Ordering::SeqCst);
+    let _ = dropper.join();
+    // Changes after the storm are still seen.
+    c.ok(&["patch", "ws", "drop-00", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Deactivated\"}}"]);
+    common::wait_status(&c, "default", "drop-00", "Deactivated");
+    eprintln!("watches dropped every 0.7 s, compacted every 2.1 s: converged in {took:?}");
+}
+
+#[test]
+fn concurrent_edits_conflict_and_converge() {
+    let (c, _op) = common::with_operator();
+    create_all(&c, "edit");
+    // Users annotate Workspaces while the operator writes them: its preconditioned writes 409.
+    for round in 0..3 {
+        for i in 0..N {
+            c.ok(&["annotate", "ws", &format!("edit-{i:02}"), &format!("round={round}"), "--overwrite"]);
+        }
+    }
+    let took = assert_converged(&c, "edit");
+    eprintln!("concurrent edits: converged in {took:?}");
+}
+
+fn operator_process(c: &Cluster, identity: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
+        .args(["run", "--leader-elect", "--metrics-addr", "127.0.0.1:0", "--lease-namespace", "default"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("POD_NAME", identity)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("operator process")
+}
+
+#[test]
+fn leader_killed_standby_takes_over() {
+    let c = Cluster::start(false);
+    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    let mut a = operator_process(&c, "replica-a");
+    let holder = c.eventually("a leader", Duration::from_secs(20), || {
+        let h = c.jsonpath(&["get", "lease", "workspace-operator"], "{.spec.holderIdentity}");
+        (!h.is_empty()).then_some(h)
+    });
+    assert_eq!(holder, "replica-a");
+    let mut b = operator_process(&c, "replica-b");
+    c.apply(&common::workspace("before", "default", ""));
+    common::wait_status(&c, "default", "before", "Available");
+    // Exactly one replica reconciles: the standby holds no lease and writes nothing.
+    assert_eq!(c.jsonpath(&["get", "lease", "workspace-operator"], "{.spec.holderIdentity}"), "replica-a");
+
+    a.kill().expect("kill -9 the leader");
+    let killed = Instant::now();
+    let _ = a.wait();
+    c.apply(&common::workspace("after", "default", ""));
+    common::wait_status(&c, "default", "after", "Available");
+    let failover = killed.elapsed();
+    assert_eq!(c.jsonpath(&["get", "lease", "workspace-operator"], "{.spec.holderIdentity}"), "replica-b");
+    assert!(failover < Duration::from_secs(30), "failover took {failover:?}");
+    eprintln!("failover (kill -9 of the leader until the next Workspace is Available): {failover:?}");
+    let _ = b.kill();
+    let _ = b.wait();
+}
+
+#[test]
+fn operator_stopped_mid_provisioning_and_restarted() {
+    let (c, op) = common::with_operator();
+    // Slow every request down so the kill lands in the middle of provisioning.
+    c.server.faults().set_latency(Duration::from_millis(30));
+    create_all(&c, "kill");
+    c.eventually("some provisioned", Duration::from_secs(20), || {
+        (c.ok(&["get", "ns", "-l", "app.kubernetes.io/managed-by=workspace-operator", "-o", "name"]).lines().count()
+            >= 3)
+            .then_some(())
+    });
+    drop(op);
+    c.server.faults().set_latency(Duration::ZERO);
+    let _op = Operator::start(&c);
+    let took = assert_converged(&c, "kill");
+    eprintln!("restart mid-provisioning: converged in {took:?} after the restart");
+}
+
+#[test]
+fn stop_requested_while_the_api_server_fails() {
+    let c = Cluster::start(false);
+    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    // Every request fails, so the operator's caches never sync before it is told to stop.
+    c.server.faults().fail_next("", "", 1_000_000, FaultKind::ServerError);
+    let op = Operator::start(&c);
+    let stopping = std::thread::spawn(move || drop(op));
+    c.eventually("the operator to stop", Duration::from_secs(10), || stopping.is_finished().then_some(()));
+}
