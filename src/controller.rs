@@ -37,11 +37,13 @@ pub struct Config {
     /// Limit the Workspaces watched to one namespace (None: all).
     pub namespace: Option<String>,
     pub metrics: Option<Arc<Metrics>>,
+    /// With leader election: reconcile only while the lease is ours.
+    pub fence: Option<crate::leader::Fence>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { settings: Settings::default(), concurrency: 16, namespace: None, metrics: None }
+        Config { settings: Settings::default(), concurrency: 16, namespace: None, metrics: None, fence: None }
     }
 }
 
@@ -59,6 +61,7 @@ pub struct Context {
     /// Writes the caches have not shown yet.
     expect: Expectations,
     pub metrics: Arc<Metrics>,
+    fence: Option<crate::leader::Fence>,
 }
 
 /// Cached objects carry what reconciles read and nothing else: managedFields and the
@@ -121,6 +124,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         failures: Mutex::default(),
         expect: Expectations::default(),
         metrics: config.metrics.clone().unwrap_or_default(),
+        fence: config.fence.clone(),
     });
     let shutdown = shutdown.shared();
     let synced = ws_store.clone();
@@ -161,8 +165,13 @@ pub async fn run(client: Client, config: Config) {
     run_until(client, config, future::pending()).await
 }
 
-#[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), name = ws.name_any()))]
+#[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), workspace = ws.name_any()))]
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    if ctx.fence.as_ref().is_some_and(|f| !f.holds()) {
+        // Leadership lapsed; the process is stepping down and a new leader reconciles this.
+        warn!("lease not renewed in time: not reconciling");
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile_timer();
     if ctx.expect.pending(&ws_key(&ws), ws.resource_version().as_deref()) {
         // Our own last write has not reached the cache; its watch event will bring us back.

@@ -4,7 +4,8 @@
 //! duration: a standby can only take over after the lease expired, by which time the old leader
 //! has stopped.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -38,11 +39,36 @@ impl LeaseConfig {
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
+    renewed: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Whether this replica may still write: it renewed the lease within `renew_deadline`.
+/// Checked by every reconcile, so a leader that was paused (SIGSTOP, a long GC, a frozen VM)
+/// past its lease does not act on stale leadership when it resumes, before `hold` notices.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    renewed: Arc<Mutex<Option<Instant>>>,
+    deadline: Duration,
+}
+
+impl Fence {
+    pub fn holds(&self) -> bool {
+        let renewed = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        renewed.is_some_and(|t| t.elapsed() < self.deadline)
+    }
 }
 
 impl Elector {
     pub fn new(client: Client, cfg: LeaseConfig) -> Self {
-        Elector { api: Api::namespaced(client, &cfg.namespace), cfg }
+        Elector { api: Api::namespaced(client, &cfg.namespace), cfg, renewed: Arc::default() }
+    }
+
+    pub fn fence(&self) -> Fence {
+        Fence { renewed: self.renewed.clone(), deadline: self.cfg.renew_deadline }
+    }
+
+    fn mark(&self, renewed: Option<Instant>) {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
     }
 
     /// Wait until this replica holds the lease.
@@ -50,6 +76,7 @@ impl Elector {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
+                    self.mark(Some(Instant::now()));
                     info!(lease = %self.cfg.name, identity = %self.cfg.identity, "became leader");
                     return;
                 }
@@ -62,18 +89,21 @@ impl Elector {
 
     /// Keep renewing; returns once leadership is lost (renewals failed for `renew_deadline`).
     pub async fn hold(&self) {
-        let mut last_renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.cfg.retry_period).await;
+            // Taken before the request: the lease counts from when we asked, not when we heard back.
+            let asked = Instant::now();
             match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(true) => self.mark(Some(asked)),
                 Ok(false) => {
+                    self.mark(None);
                     warn!("lease taken by another replica");
                     return;
                 }
                 Err(e) => warn!(error = %e, "renewing lease"),
             }
-            if last_renewed.elapsed() > self.cfg.renew_deadline {
+            if !self.fence().holds() {
+                self.mark(None);
                 warn!("could not renew the lease in time; stepping down");
                 return;
             }
@@ -82,6 +112,7 @@ impl Elector {
 
     /// Give the lease up at shutdown so a standby takes over at once.
     pub async fn release(&self) {
+        self.mark(None);
         if let Ok(mut lease) = self.api.get(&self.cfg.name).await
             && lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.cfg.identity.as_str())
         {
@@ -144,5 +175,21 @@ impl Elector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_holds_only_within_the_renew_deadline() {
+        let renewed = Arc::new(Mutex::new(None));
+        let fence = Fence { renewed: renewed.clone(), deadline: Duration::from_secs(10) };
+        assert!(!fence.holds(), "never renewed");
+        *renewed.lock().unwrap() = Some(Instant::now());
+        assert!(fence.holds());
+        *renewed.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(11));
+        assert!(!fence.holds(), "renewed too long ago");
     }
 }

@@ -43,20 +43,25 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
-    let client = Client::try_default().await?;
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("workspace-operator-{}", uuid::Uuid::new_v4()));
+    let mut kube_config = kube::Config::infer().await?;
+    // Audit logs and API priority show which replica sent a request.
+    let agent = format!("workspace-operator/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    kube_config.headers.push((hyper::header::USER_AGENT, hyper::header::HeaderValue::from_str(&agent)?));
+    let client = Client::try_from(kube_config)?;
     let metrics = Arc::new(Metrics::default());
     tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
     wait_for_crd(&client).await;
+    let elector = args
+        .leader_elect
+        .then(|| Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)));
     let config = Config {
         settings: Settings { public_group: args.public_group.clone() },
         concurrency: args.concurrency,
         namespace: args.watch_namespace.clone(),
         metrics: Some(metrics.clone()),
+        fence: elector.as_ref().map(Elector::fence),
     };
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("workspace-operator-{}", uuid::Uuid::new_v4()));
-    let elector = args
-        .leader_elect
-        .then(|| Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)));
     metrics.set_ready(true);
     let shutdown = crate::dev::shutdown_signal();
     tokio::pin!(shutdown);

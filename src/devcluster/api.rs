@@ -284,6 +284,7 @@ impl State {
         match self.faults.check(verb, &res.plural, req.q("continue").is_some()) {
             Some(FaultKind::Throttle(secs)) => return Err(ApiError::too_many_requests(secs)),
             Some(FaultKind::ExpireContinue) => return Err(expired_continue()),
+            Some(FaultKind::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
             Some(_) => return Err(ApiError::internal("injected fault")),
             None => {}
         }

@@ -118,6 +118,8 @@ pub enum FaultKind {
     EveryNth(u64),
     /// 410 Expired on a list that continues an earlier page (its snapshot is gone).
     ExpireContinue,
+    /// Answer correctly, but only after this many milliseconds (a slow API server).
+    Delay(u64),
 }
 
 /// Fault injection for tests, through the in-process handle.
