@@ -264,3 +264,59 @@ fn imperative_creates_send_protobuf() {
     let err = c.fails(&["create", "configmap", "c2", "-n", "missing", "--from-literal=k=v"]);
     assert!(err.contains("namespaces \"missing\" not found"), "{err}");
 }
+
+fn deployment(image: &str, env: &[(&str, &str)], sidecar: bool) -> String {
+    let env: String = env.iter().map(|(k, v)| format!("        - {{name: {k}, value: \"{v}\"}}\n")).collect();
+    let sidecar = if sidecar { "      - {name: sidecar, image: busybox:1.36}\n" } else { "" };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 2\n  \
+         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+         containers:\n      - name: app\n        image: {image}\n        env:\n{env}{sidecar}"
+    )
+}
+
+#[test]
+fn client_side_apply_of_builtins_uses_strategic_merge() {
+    let c = Cluster::start(false);
+    c.apply(&deployment("nginx:1.27", &[("A", "1"), ("B", "2")], false));
+    // Someone else adds a container and a label; a re-apply must keep what it never managed.
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=strategic",
+        "-p",
+        r#"{"metadata":{"labels":{"team":"web"}},"spec":{"template":{"spec":{"containers":[{"name":"debug","image":"alpine:3"}]}}}}"#,
+    ]);
+    let names = c.jsonpath(&["get", "deploy", "web"], "{.spec.template.spec.containers[*].name}");
+    assert_eq!(names, "app debug", "strategic merge adds by the merge key `name`, replacing nothing");
+
+    // Re-apply: new image, env B dropped, env C added, a sidecar added.
+    let out = c.apply(&deployment("nginx:1.28", &[("A", "1"), ("C", "3")], true));
+    assert!(out.contains("configured"), "{out}");
+    let containers = |path: &str| c.jsonpath(&["get", "deploy", "web"], path);
+    assert_eq!(containers("{.spec.template.spec.containers[?(@.name==\"app\")].image}"), "nginx:1.28");
+    assert_eq!(containers("{.spec.template.spec.containers[?(@.name==\"app\")].env[*].name}"), "A C");
+    // The applied order first, the server-only container where it stood relative to them.
+    assert_eq!(containers("{.spec.template.spec.containers[*].name}"), "app sidecar debug");
+    assert_eq!(containers("{.metadata.labels.team}"), "web");
+    // Applying the same manifest again changes nothing.
+    let rv = containers("{.metadata.resourceVersion}");
+    // kubectl still sends a patch (the element order, since the live list has an item the
+    // manifest lacks), as against a real server; the server finds nothing to change.
+    c.apply(&deployment("nginx:1.28", &[("A", "1"), ("C", "3")], true));
+    assert_eq!(containers("{.spec.template.spec.containers[*].name}"), "app sidecar debug");
+    assert_eq!(containers("{.metadata.resourceVersion}"), rv, "a patch that changes nothing stores nothing");
+    assert_eq!(containers("{.status.observedGeneration}"), containers("{.metadata.generation}"));
+
+    // A RoleBinding's subjects have no merge key: the applied list replaces the old one.
+    let rb = |subjects: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: rb, namespace: default}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}\nsubjects:\n{subjects}"
+        )
+    };
+    c.apply(&rb("- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}\n- {kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}\n"));
+    c.apply(&rb("- {kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}\n"));
+    assert_eq!(c.jsonpath(&["get", "rolebinding", "rb"], "{.subjects[*].name}"), "carol");
+}

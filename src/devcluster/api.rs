@@ -854,6 +854,7 @@ impl State {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             obj["metadata"]["generation"] = json!(generation);
         }
+        builtin::simulate_status(res, &mut obj);
         strip_empty_metadata(&mut obj);
         // managedFields are bookkeeping: compare without them so a no-op write stays a no-op.
         managed::carry_over(current, &mut obj, opts.is_apply());

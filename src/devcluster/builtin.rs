@@ -179,9 +179,15 @@ pub fn on_update(res: &Resource, obj: &mut Value, old: &Value) {
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd_defaults(obj, Some(old)),
+        ("apps", "deployments") | ("apps", "replicasets") => default_replicas(obj),
         _ => {}
     }
-    simulate_status(res, obj);
+}
+
+fn default_replicas(obj: &mut Value) {
+    if obj["spec"]["replicas"].is_null() {
+        obj["spec"]["replicas"] = json!(1);
+    }
 }
 
 fn default_service_ports(spec: &mut Value) {
@@ -210,13 +216,12 @@ fn merge_string_data(obj: &mut Value) {
 }
 
 /// No controllers run here; write the status they would write at once, so waits succeed.
-fn simulate_status(res: &Resource, obj: &mut Value) {
+/// Called once the write's generation is settled, so observedGeneration matches it.
+pub fn simulate_status(res: &Resource, obj: &mut Value) {
     match (res.group.as_str(), res.plural.as_str()) {
         ("apps", "deployments") | ("apps", "replicasets") => {
+            default_replicas(obj);
             let n = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            if obj["spec"]["replicas"].is_null() {
-                obj["spec"]["replicas"] = json!(1);
-            }
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
             let mut status =
                 json!({"observedGeneration": generation, "replicas": n, "readyReplicas": n, "availableReplicas": n});

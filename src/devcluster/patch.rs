@@ -100,6 +100,15 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
         let keep: Vec<&str> = retain.iter().filter_map(Value::as_str).collect();
         target.retain(|k, _| keep.contains(&k.as_str()));
     }
+    // The live order of each list the patch orders, taken before the merge changes it.
+    let live_orders: Vec<(String, Vec<Value>, Vec<Value>)> = p
+        .iter()
+        .filter_map(|(k, order)| {
+            let list = k.strip_prefix("$setElementOrder/")?;
+            let live = target.get(list).and_then(Value::as_array).cloned().unwrap_or_default();
+            Some((list.to_string(), order.as_array()?.clone(), live))
+        })
+        .collect();
     for (k, v) in p {
         if k == "$retainKeys" || k == "$patch" || k.starts_with("$setElementOrder/") {
             continue;
@@ -127,9 +136,6 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
                 if let Some(key) = merge_key(kind, &child_path) {
                     let base = target.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
                     merge_list(base, items, key, kind, &child_path);
-                    if let Some(order) = p.get(&format!("$setElementOrder/{k}")).and_then(Value::as_array) {
-                        reorder(base, order, key);
-                    }
                 } else if is_primitive_set(&child_path) {
                     let base = target.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
                     if let Some(arr) = base.as_array_mut() {
@@ -146,6 +152,13 @@ fn strategic_merge(doc: &mut Value, patch: &Value, kind: &str, path: &str) {
             _ => {
                 target.insert(k.clone(), v.clone());
             }
+        }
+    }
+    for (list, order, live) in live_orders {
+        let child_path = if path.is_empty() { list.clone() } else { format!("{path}.{list}") };
+        let key = merge_key(kind, &child_path);
+        if let Some(Value::Array(merged)) = target.get_mut(&list) {
+            *merged = set_element_order(std::mem::take(merged), &order, &live, key);
         }
     }
 }
@@ -173,12 +186,34 @@ fn merge_list(base: &mut Value, items: &[Value], key: &str, kind: &str, path: &s
     }
 }
 
-fn reorder(base: &mut Value, order: &[Value], key: &str) {
-    let Some(arr) = base.as_array_mut() else {
-        return;
+/// `$setElementOrder`, as the API server applies it: the items named in `order` take that order;
+/// items only the server has keep their place relative to the live list, interleaved with the
+/// ordered ones (apimachinery's normalizeElementOrder and mergeSortedSlice).
+fn set_element_order(merged: Vec<Value>, order: &[Value], live: &[Value], key: Option<&str>) -> Vec<Value> {
+    let id = |v: &Value| -> Value {
+        match key {
+            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
+            None => v.clone(),
+        }
     };
-    let rank = |x: &Value| order.iter().position(|o| o.get(key) == x.get(key)).unwrap_or(usize::MAX);
-    arr.sort_by_key(rank);
+    let position = |list: &[Value], v: &Value| list.iter().position(|x| id(x) == id(v));
+    let (mut ordered, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|v| position(order, v).is_some());
+    ordered.sort_by_key(|v| position(order, v));
+    let mut out = Vec::with_capacity(ordered.len() + server_only.len());
+    let (mut left, mut right) = (server_only.into_iter().peekable(), ordered.into_iter().peekable());
+    loop {
+        match (left.peek(), right.peek()) {
+            (Some(l), Some(r)) => {
+                // A server-only item goes first only when the live list had it before the other.
+                let first = matches!((position(live, l), position(live, r)), (Some(a), Some(b)) if a < b);
+                out.extend(if first { left.next() } else { right.next() });
+            }
+            (Some(_), None) => out.extend(left.next()),
+            (None, Some(_)) => out.extend(right.next()),
+            (None, None) => return out,
+        }
+    }
 }
 
 fn strip_directives(v: &Value) -> Value {
@@ -204,6 +239,27 @@ mod tests {
             "containers": [{"image": "2", "name": "a"}, {"$patch": "delete", "name": "b"}]}}}});
         strategic_merge(&mut doc, &patch, "Deployment", "");
         assert_eq!(doc["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "2"}]));
+    }
+
+    #[test]
+    fn set_element_order_keeps_server_only_items_in_their_live_place() {
+        let names = |v: &Value| -> Vec<String> {
+            v["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().into()).collect()
+        };
+        let mut doc = json!({"spec": {"containers": [{"name": "a"}, {"name": "x"}, {"name": "b"}]}});
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}, {"name": "c"}],
+            "containers": [{"name": "c"}]}});
+        strategic_merge(&mut doc, &patch, "Pod", "");
+        assert_eq!(names(&doc), ["x", "b", "a", "c"]);
+        // The directive alone reorders; applied to a list already in that order, it changes nothing.
+        let before = doc.clone();
+        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}, {"name": "c"}]}});
+        strategic_merge(&mut doc, &patch, "Pod", "");
+        assert_eq!(doc, before);
+        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "b"}, {"name": "a"}]}});
+        strategic_merge(&mut doc, &patch, "Pod", "");
+        assert_eq!(names(&doc), ["x", "c", "b", "a"]);
     }
 
     #[test]
