@@ -130,6 +130,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 struct Row(&'static str, String);
 
+/// Record a figure, and show it at once: the whole run takes a while.
+fn push(rows: &mut Vec<Row>, row: Row) {
+    eprintln!("{:<75} {}", row.0, row.1);
+    rows.push(row);
+}
+
 /// Mean time of a 500-item page selected by `labels`, over ten requests.
 fn page_ms(rt: &tokio::runtime::Runtime, client: &kube::Client, labels: &str) -> f64 {
     let api: Api<Workspace> = Api::all(client.clone());
@@ -186,10 +192,13 @@ fn main() {
             .expect("load");
         n as f64 / start.elapsed().as_secs_f64()
     });
-    rows.push(Row(
-        "server: ConfigMap creates/s (32 in flight, HTTP, 2 cores shared with the client)",
-        format!("{server_writes_per_s:.0}"),
-    ));
+    push(
+        &mut rows,
+        Row(
+            "server: ConfigMap creates/s (32 in flight, HTTP, 2 cores shared with the client)",
+            format!("{server_writes_per_s:.0}"),
+        ),
+    );
 
     // Convergence of 1,000 and 10,000 Workspaces created at once.
     let operator = Operator::start(&kubeconfig);
@@ -233,29 +242,41 @@ fn main() {
             writes_per_ws = op_writes as f64 / n as f64;
             reads_per_ws = op_reads as f64 / n as f64;
         }
-        rows.push(Row(if n == 1_000 { "converge 1,000 (s)" } else { "converge 10,000 (s)" }, format!("{elapsed:.2}")));
-        rows.push(Row(
-            if n == 1_000 { "  p50 / p99 ready (ms), 1,000" } else { "  p50 / p99 ready (ms), 10,000" },
-            format!("{:.0} / {:.0}", percentile(&latencies, 0.5), percentile(&latencies, 0.99)),
-        ));
-        rows.push(Row(
-            if n == 1_000 {
-                "  operator writes / reads per workspace, 1,000"
-            } else {
-                "  operator writes / reads per workspace, 10,000"
-            },
-            format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64),
-        ));
+        push(
+            &mut rows,
+            Row(if n == 1_000 { "converge 1,000 (s)" } else { "converge 10,000 (s)" }, format!("{elapsed:.2}")),
+        );
+        push(
+            &mut rows,
+            Row(
+                if n == 1_000 { "  p50 / p99 ready (ms), 1,000" } else { "  p50 / p99 ready (ms), 10,000" },
+                format!("{:.0} / {:.0}", percentile(&latencies, 0.5), percentile(&latencies, 0.99)),
+            ),
+        );
+        push(
+            &mut rows,
+            Row(
+                if n == 1_000 {
+                    "  operator writes / reads per workspace, 1,000"
+                } else {
+                    "  operator writes / reads per workspace, 10,000"
+                },
+                format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64),
+            ),
+        );
     }
-    rows.push(Row(
-        "server: filtered page of 500 from 11,000 Workspaces (ms, mean of 10)",
-        format!("{:.1}", page_ms(&rt, &client, "workspaces.dev/enterprise-project=research")),
-    ));
+    push(
+        &mut rows,
+        Row(
+            "server: filtered page of 500 from 11,000 Workspaces (ms, mean of 10)",
+            format!("{:.1}", page_ms(&rt, &client, "workspaces.dev/enterprise-project=research")),
+        ),
+    );
     let events_per_ws = counters.get("create", "events") as f64 / 11_000.0;
-    rows.push(Row("  of which Event creates per workspace", format!("{events_per_ws:.2}")));
+    push(&mut rows, Row("  of which Event creates per workspace", format!("{events_per_ws:.2}")));
     let server_fraction = (throughput * writes_per_ws) / server_writes_per_s;
     let rss_10k = operator.rss_mib();
-    rows.push(Row("operator RSS with 11,000 Workspaces cached (MiB)", format!("{rss_10k:.1}")));
+    push(&mut rows, Row("operator RSS with 11,000 Workspaces cached (MiB)", format!("{rss_10k:.1}")));
 
     // A full resync: a restarted operator reconciles every converged Workspace.
     drop(operator);
@@ -267,7 +288,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let resync_writes = counters.writes() - w0;
-    rows.push(Row("writes by a full resync of 11,000 converged Workspaces", resync_writes.to_string()));
+    push(&mut rows, Row("writes by a full resync of 11,000 converged Workspaces", resync_writes.to_string()));
 
     // Transitions: 1,000 Deactivated, then Available again.
     let api: Api<Workspace> = Api::namespaced(client.clone(), "bench-1k");
@@ -304,14 +325,20 @@ fn main() {
     wait_all(&state, "bench-1k-", 1000, "Available", Duration::from_secs(300));
     let reactivate_s = start.elapsed().as_secs_f64();
     let reactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
-    rows.push(Row(
-        "deactivate 1,000 (s) / operator writes per workspace",
-        format!("{deactivate_s:.2} / {deactivate_writes:.2}"),
-    ));
-    rows.push(Row(
-        "reactivate 1,000 (s) / operator writes per workspace",
-        format!("{reactivate_s:.2} / {reactivate_writes:.2}"),
-    ));
+    push(
+        &mut rows,
+        Row(
+            "deactivate 1,000 (s) / operator writes per workspace",
+            format!("{deactivate_s:.2} / {deactivate_writes:.2}"),
+        ),
+    );
+    push(
+        &mut rows,
+        Row(
+            "reactivate 1,000 (s) / operator writes per workspace",
+            format!("{reactivate_s:.2} / {reactivate_writes:.2}"),
+        ),
+    );
 
     // 100,000 Workspaces: memory of the cache, and list views over them.
     let big = 100_000 - 11_000;
@@ -331,13 +358,16 @@ fn main() {
     rt.block_on(create_workspaces(&client, "bench-100k", "bench-100k-", big));
     wait_all(&state, "bench-100k-", big, "Available", Duration::from_secs(3600));
     let converge_100k = start.elapsed().as_secs_f64();
-    rows.push(Row("converge 89,000 more, to 100,000 (s)", format!("{converge_100k:.1}")));
+    push(&mut rows, Row("converge 89,000 more, to 100,000 (s)", format!("{converge_100k:.1}")));
     let rss_100k = operator.rss_mib();
-    rows.push(Row("operator RSS with 100,000 Workspaces cached (MiB)", format!("{rss_100k:.1}")));
-    rows.push(Row(
-        "  bytes per cached Workspace (10k to 100k)",
-        format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0),
-    ));
+    push(&mut rows, Row("operator RSS with 100,000 Workspaces cached (MiB)", format!("{rss_100k:.1}")));
+    push(
+        &mut rows,
+        Row(
+            "  bytes per cached Workspace (10k to 100k)",
+            format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0),
+        ),
+    );
     drop(operator);
 
     // List views: the first page and the whole list, as `kubectl workspaces list` fetches them.
@@ -357,12 +387,18 @@ fn main() {
     let list_full_ms = start.elapsed().as_secs_f64() * 1000.0;
     let listed: Value = serde_json::from_slice(&out.stdout).expect("plugin JSON");
     assert_eq!(listed["total_count"], 100_000);
-    rows.push(Row("list: first page of 500, status=Available, of 100,000 (ms)", format!("{first_page_ms:.1}")));
-    rows.push(Row("list: kubectl workspaces list --status Available, all 100,000 (ms)", format!("{list_full_ms:.0}")));
-    rows.push(Row(
-        "server: filtered page of 500 from 100,000 Workspaces (ms, mean of 10)",
-        format!("{:.1}", page_ms(&rt, &client, "workspaces.dev/enterprise-project=research")),
-    ));
+    push(&mut rows, Row("list: first page of 500, status=Available, of 100,000 (ms)", format!("{first_page_ms:.1}")));
+    push(
+        &mut rows,
+        Row("list: kubectl workspaces list --status Available, all 100,000 (ms)", format!("{list_full_ms:.0}")),
+    );
+    push(
+        &mut rows,
+        Row(
+            "server: filtered page of 500 from 100,000 Workspaces (ms, mean of 10)",
+            format!("{:.1}", page_ms(&rt, &client, "workspaces.dev/enterprise-project=research")),
+        ),
+    );
 
     figures.extend([
         ("converge_1000_s", format!("{:.2}", converge[&1_000])),

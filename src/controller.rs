@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -24,6 +24,7 @@ use crate::children::{self, Settings};
 use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
 use crate::error::{Error, Result};
 use crate::expectations::Expectations;
+use crate::index::ByNamespace;
 use crate::labels;
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
@@ -55,6 +56,7 @@ pub struct Context {
     workspaces: Store<Workspace>,
     namespaces: Store<Namespace>,
     bindings: Store<RoleBinding>,
+    bindings_by_ns: ByNamespace,
     quotas: Store<ResourceQuota>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
@@ -100,9 +102,12 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .reflect(ns_writer)
         .touched_objects();
     let (rb_store, rb_writer) = reflector::store();
+    let rb_index = ByNamespace::default();
+    let indexer = rb_index.clone();
     let rb_stream = watcher(Api::<RoleBinding>::all(client.clone()), children.clone())
         .default_backoff()
         .modify(strip)
+        .inspect_ok(move |ev| indexer.apply(ev))
         .reflect(rb_writer)
         .touched_objects();
     let (q_store, q_writer) = reflector::store();
@@ -120,6 +125,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         workspaces: ws_store.clone(),
         namespaces: ns_store,
         bindings: rb_store,
+        bindings_by_ns: rb_index,
         quotas: q_store,
         failures: Mutex::default(),
         expect: Expectations::default(),
@@ -172,6 +178,13 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
         warn!("lease not renewed in time: not reconciling");
         return Ok(Action::await_change());
     }
+    // Until the child caches have synced, a missing child means nothing: a reconcile right
+    // after a start would re-create what exists (the Controller only waits for Workspaces).
+    // Check without waiting: these caches fill only while the Controller polls its streams,
+    // which it stops doing while every reconcile slot is taken.
+    if !ctx.children_synced().await {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let _timer = ctx.metrics.reconcile_timer();
     if ctx.expect.pending(&ws_key(&ws), ws.resource_version().as_deref()) {
         // Our own last write has not reached the cache; its watch event will bring us back.
@@ -184,6 +197,14 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
         ctx.metrics.reconciled();
     }
     result
+}
+
+impl Context {
+    async fn children_synced(&self) -> bool {
+        matches!(future::poll_immediate(self.namespaces.wait_until_ready()).await, Some(Ok(())))
+            && matches!(future::poll_immediate(self.bindings.wait_until_ready()).await, Some(Ok(())))
+            && matches!(future::poll_immediate(self.quotas.wait_until_ready()).await, Some(Ok(())))
+    }
 }
 
 fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -499,7 +520,10 @@ fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
 /// Returns true when a recent write has yet to show in the cache.
 async fn sync_bindings(ws: &Workspace, ctx: &Context, ns: &str, want: Vec<RoleBinding>) -> Result<bool> {
     let api: Api<RoleBinding> = api(ctx, Some(ns));
-    let have: Vec<Arc<RoleBinding>> = ctx.bindings.state().into_iter().filter(|rb| belongs_to(&**rb, ws, ns)).collect();
+    let have: Vec<Arc<RoleBinding>> = (ctx.bindings_by_ns.names(ns).into_iter())
+        .filter_map(|name| ctx.bindings.get(&ObjectRef::new(&name).within(ns)))
+        .filter(|rb| belongs_to(&**rb, ws, ns))
+        .collect();
     let mut settling = false;
     for rb in &want {
         let name = rb.name_any();
@@ -540,7 +564,7 @@ async fn sync_bindings(ws: &Workspace, ctx: &Context, ns: &str, want: Vec<RoleBi
 async fn sync_quota(ws: &Workspace, ctx: &Context, ns: &str, want: Option<ResourceQuota>) -> Result<bool> {
     let api: Api<ResourceQuota> = api(ctx, Some(ns));
     let key = format!("resourcequota/{ns}/{}", labels::QUOTA);
-    let have = ctx.quotas.state().into_iter().find(|q| belongs_to(&**q, ws, ns) && q.name_any() == labels::QUOTA);
+    let have = ctx.quotas.get(&ObjectRef::new(labels::QUOTA).within(ns)).filter(|q| belongs_to(&**q, ws, ns));
     let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
     let matches = match (&have, &want) {
         (Some(h), Some(w)) => hard(h) == hard(w) && labelled_as(&**h, w),

@@ -8,6 +8,7 @@ pub mod dev;
 pub mod devcluster;
 pub mod error;
 pub mod expectations;
+pub mod index;
 pub mod labels;
 pub mod leader;
 pub mod metrics;

@@ -207,3 +207,30 @@ fn restart_in_the_middle_of_provisioning_converges() {
     let namespaces = c.ok(&["get", "ns", "-l", "workspaces.dev/workspace-name=half", "-o", "name"]);
     assert_eq!(namespaces.lines().count(), 1, "nothing duplicated: {namespaces}");
 }
+
+#[test]
+fn restart_resyncs_without_writing() {
+    let (c, op) = with_operator();
+    let manifest: String = (0..20)
+        .map(|i| format!("---\n{}", workspace(&format!("r{i:02}"), "default", "  resourceLimits: {pods: \"3\"}\n")))
+        .collect();
+    c.apply(&manifest);
+    for i in 0..20 {
+        wait_status(&c, "default", &format!("r{i:02}"), "Available");
+    }
+    drop(op);
+    // A restarted operator whose namespace cache is slow to fill must not take "not cached yet"
+    // for "missing": every Workspace is reconciled, nothing is written.
+    c.server.faults().fail_next("list", "namespaces", 1, FaultKind::Delay(2000));
+    let counters = c.server.counters();
+    counters.start_log();
+    let op = Operator::start(&c);
+    op.wait_reconciles(0, 20);
+    let writes: Vec<_> = counters
+        .take_log()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| workspace_operator::devcluster::WRITE_VERBS.contains(&r.verb.as_str()))
+        .collect();
+    assert!(writes.is_empty(), "a resync of converged Workspaces wrote: {writes:?}");
+}
