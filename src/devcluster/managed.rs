@@ -6,6 +6,9 @@
 //! configuration into the live object, removes fields its manager applied before and no longer
 //! applies (unless another manager owns them), and refuses to take fields another manager set to
 //! a different value unless `force=true`.
+//!
+//! Approximation: sets of primitive values (`x-kubernetes-list-type: set`) are owned whole,
+//! not per value (`v:` entries) as the real server does.
 
 use serde_json::{Map, Value, json};
 

@@ -1,5 +1,9 @@
 //! Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch for
 //! built-in kinds. Server-side apply lives in `managed.rs`.
+//!
+//! Approximation: the real server reads strategic-merge metadata (merge keys, patch strategies)
+//! from the Go types; here it is a fixed table (`merge_key`, `is_primitive_set`) covering the
+//! built-ins this server serves. A list not in the table is replaced whole, as an atomic list.
 
 use serde_json::{Map, Value};
 
