@@ -141,7 +141,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         let shutdown = shutdown.clone();
         async move {
             shutdown.await;
-            if future::poll_immediate(synced.wait_until_ready()).await.is_none() {
+            if !is_synced(&synced) {
                 return;
             }
             future::pending::<()>().await
@@ -182,7 +182,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     // after a start would re-create what exists (the Controller only waits for Workspaces).
     // Check without waiting: these caches fill only while the Controller polls its streams,
     // which it stops doing while every reconcile slot is taken.
-    if !ctx.children_synced().await {
+    if !(is_synced(&ctx.namespaces) && is_synced(&ctx.bindings) && is_synced(&ctx.quotas)) {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let _timer = ctx.metrics.reconcile_timer();
@@ -199,12 +199,13 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
-impl Context {
-    async fn children_synced(&self) -> bool {
-        matches!(future::poll_immediate(self.namespaces.wait_until_ready()).await, Some(Ok(())))
-            && matches!(future::poll_immediate(self.bindings.wait_until_ready()).await, Some(Ok(())))
-            && matches!(future::poll_immediate(self.quotas.wait_until_ready()).await, Some(Ok(())))
-    }
+/// Has this cache completed its first list? Answers at once, never waits.
+fn is_synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
 fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {

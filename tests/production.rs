@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Cluster;
 use workspace_operator::devcluster::{FaultKind, WRITE_VERBS};
@@ -68,6 +68,15 @@ fn metric(body: &str, prefix: &str) -> Option<f64> {
     body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
+/// A cluster with the Workspace CRD, and `replica-a` started with leader election and leading.
+fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
+    let c = Cluster::start(false);
+    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    let a = Process::start(&c, "replica-a", &["--leader-elect"], &dir.join("a.log"));
+    c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
+    (c, a)
+}
+
 fn holder(c: &Cluster) -> String {
     c.jsonpath(&["get", "lease", "workspace-operator", "-n", "default"], "{.spec.holderIdentity}")
 }
@@ -116,11 +125,8 @@ fn metrics_probes_and_json_logs() {
 
 #[test]
 fn sigterm_releases_the_lease_and_exits_zero() {
-    let c = Cluster::start(false);
-    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = Process::start(&c, "replica-a", &["--leader-elect"], &dir.path().join("a.log"));
-    c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
+    let (c, mut p) = led_by_replica_a(dir.path());
     c.apply(&common::workspace("term", "default", ""));
     common::wait_status(&c, "default", "term", "Available");
     let (_, body) = p.get("/metrics").expect("metrics");
@@ -132,17 +138,36 @@ fn sigterm_releases_the_lease_and_exits_zero() {
     assert_eq!(holder(&c), "", "the lease still names a holder");
 }
 
+#[test]
+fn leader_killed_standby_takes_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, mut a) = led_by_replica_a(dir.path());
+    let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.path().join("b.log"));
+    c.apply(&common::workspace("before", "default", ""));
+    common::wait_status(&c, "default", "before", "Available");
+    // Exactly one replica reconciles: the standby holds no lease and writes nothing.
+    assert_eq!(holder(&c), "replica-a");
+
+    a.child.kill().expect("kill -9 the leader");
+    let killed = Instant::now();
+    let _ = a.child.wait();
+    c.apply(&common::workspace("after", "default", ""));
+    common::wait_status(&c, "default", "after", "Available");
+    let failover = killed.elapsed();
+    assert_eq!(holder(&c), "replica-b");
+    assert!(failover < Duration::from_secs(30), "failover took {failover:?}");
+    eprintln!("failover (kill -9 of the leader until the next Workspace is Available): {failover:?}");
+    drop(b);
+}
+
 fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
 #[test]
 fn paused_leader_is_replaced_and_never_writes_again() {
-    let c = Cluster::start(false);
-    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut a = Process::start(&c, "replica-a", &["--leader-elect"], &dir.path().join("a.log"));
-    c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
+    let (c, mut a) = led_by_replica_a(dir.path());
     let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.path().join("b.log"));
     c.apply(&common::workspace("first", "default", ""));
     common::wait_status(&c, "default", "first", "Available");

@@ -199,7 +199,7 @@ impl State {
         self.store.lock().collection(collection).values().cloned().collect()
     }
 
-    pub fn faults_handle(&self) -> &Faults {
+    pub fn faults(&self) -> &Faults {
         &self.faults
     }
 
