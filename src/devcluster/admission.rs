@@ -120,7 +120,7 @@ fn fix_nulls_and_defaults(schema: &Value, m: &mut Map<String, Value>) {
 }
 
 /// Structural validation followed by CEL rules.
-pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub fn validate(schema: &Value, rules: Option<&CompiledSchema>, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let root = schema.as_object().cloned().unwrap_or_default();
     if let Some(props) = root.get("properties").and_then(Value::as_object) {
@@ -145,8 +145,10 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
     if errs.iter().any(|e| e.reason == "FieldValueTypeInvalid" || e.message.contains("must be of type")) {
         return errs;
     }
-    if errs.is_empty() {
-        errs.extend(run_cel(schema, obj, old));
+    if errs.is_empty()
+        && let Some(rules) = rules
+    {
+        errs.extend(run_cel(schema, rules, obj, old));
     }
     errs
 }
@@ -406,23 +408,24 @@ fn cached_regex(pattern: &str) -> Option<Regex> {
     c.entry(pattern.to_string()).or_insert_with(|| Regex::new(pattern).ok()).clone()
 }
 
-fn compiled(schema: &Value) -> Arc<CompiledSchema> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<CompiledSchema>>>> = OnceLock::new();
-    let key = schema.to_string();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
-    c.entry(key).or_insert_with(|| Arc::new(compile_schema(schema))).clone()
+/// The schema's CEL rules compiled, once per CRD version rather than per request: compiling
+/// (and even finding) them costs more than the rest of admission.
+pub fn compile_rules(schema: &Value) -> Option<Arc<CompiledSchema>> {
+    fn has_rules(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_rules),
+            Value::Array(a) => a.iter().any(has_rules),
+            _ => false,
+        }
+    }
+    has_rules(schema).then(|| Arc::new(compile_schema(schema)))
 }
 
-fn run_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    if !schema.to_string().contains("x-kubernetes-validations") {
-        return Vec::new();
-    }
+fn run_cel(schema: &Value, compiled: &CompiledSchema, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     thread_local! {
         static VALIDATOR: Validator = Validator::new();
     }
-    let compiled = compiled(schema);
-    let result = VALIDATOR.with(|v| v.validate_compiled(&compiled, obj, old));
+    let result = VALIDATOR.with(|v| v.validate_compiled(compiled, obj, old));
     match result {
         Ok(()) => Vec::new(),
         Err(errors) => errors
@@ -541,6 +544,11 @@ mod tests {
         }}}})
     }
 
+    fn check_all(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let s = schema();
+        validate(&s, compile_rules(&s).as_deref(), obj, old)
+    }
+
     #[test]
     fn prunes_defaults_and_reports_unknown_fields() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "W", "metadata": {"name": "a"}, "spec": {"size": 1, "bogus": 1, "opt": null}, "extra": 1});
@@ -554,7 +562,7 @@ mod tests {
     #[test]
     fn structural_rules_name_the_field() {
         let obj = json!({"spec": {"size": 0, "name": "ABCDEFG", "mode": "x", "tags": ["a", "a"]}});
-        let errs = validate(&schema(), &obj, None);
+        let errs = check_all(&obj, None);
         let text: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
         assert!(
             text.contains(
@@ -569,16 +577,16 @@ mod tests {
         assert!(text.iter().any(|t| t.starts_with("spec.name: Too long")), "{text:?}");
         assert!(text.iter().any(|t| t.contains("should match '^[a-z]+$'")), "{text:?}");
         assert!(text.iter().any(|t| t.starts_with("spec.tags[1]: Duplicate value")), "{text:?}");
-        let errs = validate(&schema(), &json!({"spec": {"size": "x"}}), None);
+        let errs = check_all(&json!({"spec": {"size": "x"}}), None);
         assert_eq!(errs[0].message, "Invalid value: \"string\": spec.size in body must be of type integer: \"string\"");
     }
 
     #[test]
     fn cel_rules_run_after_structural_validation() {
-        let errs = validate(&schema(), &json!({"spec": {"size": 11, "mode": "small"}}), None);
+        let errs = check_all(&json!({"spec": {"size": 11, "mode": "small"}}), None);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec");
         assert_eq!(errs[0].message, "Invalid value: \"object\": size too big");
-        assert!(validate(&schema(), &json!({"spec": {"size": 11, "mode": "big"}}), None).is_empty());
+        assert!(check_all(&json!({"spec": {"size": 11, "mode": "big"}}), None).is_empty());
     }
 }

@@ -708,7 +708,7 @@ impl State {
         if let Some(custom) = &res.custom {
             admission::prune_and_default(&custom.schema, obj, &mut unknown);
             if errors.is_empty() {
-                errors.extend(admission::validate(&custom.schema, obj, old));
+                errors.extend(admission::validate(&custom.schema, custom.rules.as_deref(), obj, old));
             }
         } else {
             errors.extend(builtin::validate(res, obj, old));

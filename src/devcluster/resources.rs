@@ -33,6 +33,8 @@ pub struct Resource {
 #[derive(Debug, Clone)]
 pub struct CustomVersion {
     pub schema: Value,
+    /// The schema's CEL rules, compiled; None when it has none.
+    pub rules: Option<Arc<kube::core::cel::CompiledSchema>>,
     pub printer_columns: Vec<Value>,
     pub selectable_fields: Vec<String>,
     pub crd_name: String,
@@ -270,6 +272,7 @@ impl Catalogue {
                 tracks_generation: true,
                 collection: format!("{group}/{plural}").into(),
                 custom: Some(Arc::new(CustomVersion {
+                    rules: super::admission::compile_rules(&v["schema"]["openAPIV3Schema"]),
                     schema: v["schema"]["openAPIV3Schema"].clone(),
                     printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                     selectable_fields: selectable,
