@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -23,6 +22,7 @@ use tracing::{info, instrument, warn};
 use crate::children::{self, Settings};
 use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
 use crate::error::{Error, Result};
+use crate::events::{Note, Recorder};
 use crate::expectations::Expectations;
 use crate::index::ByNamespace;
 use crate::labels;
@@ -117,9 +117,8 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .reflect(q_writer)
         .touched_objects();
 
-    let reporter = Reporter { controller: labels::FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), labels::FIELD_MANAGER, std::env::var("POD_NAME").ok()),
         client,
         settings: config.settings.clone(),
         workspaces: ws_store.clone(),
@@ -632,20 +631,14 @@ async fn report(ws: &mut Workspace, ctx: &Context, outcome: &Outcome) -> Result<
     }
     *ws = patched;
     if old.and_then(|s| s.status) != Some(outcome.state) {
-        let type_ = if matches!(outcome.state, State::Failed | State::DeleteFailed) {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let event = KubeEvent {
-            type_,
-            reason: outcome.reason.as_str().into(),
-            note: Some(format!("{}: {}", outcome.state.as_str(), outcome.message)),
-            action: outcome.state.as_str().into(),
-            secondary: None,
+        let note = Note {
+            warning: matches!(outcome.state, State::Failed | State::DeleteFailed),
+            reason: outcome.reason.as_str(),
+            action: outcome.state.as_str(),
+            message: format!("{}: {}", outcome.state.as_str(), outcome.message),
         };
         // An event that cannot be recorded must not fail the reconcile.
-        if let Err(e) = ctx.recorder.publish(&event, &ws.object_ref(&())).await {
+        if let Err(e) = ctx.recorder.publish(&note, &ws.object_ref(&())).await {
             warn!(error = %e, "recording event");
         }
     }

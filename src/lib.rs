@@ -7,6 +7,7 @@ pub mod crd;
 pub mod dev;
 pub mod devcluster;
 pub mod error;
+pub mod events;
 pub mod expectations;
 pub mod index;
 pub mod labels;
