@@ -91,7 +91,8 @@ async fn reflector_over_paginated_list_survives_drops_and_410() {
     c.server.faults().drop_watches();
     api.create(&PostParams::default(), &cm("late", 7)).await.unwrap();
     c.server.compact();
-    eventually_async("relist after 410", Duration::from_secs(20), || {
+    // Two 500s and the 410 each add a backoff step (0.8 s doubling, with jitter): allow for all.
+    eventually_async("relist after 410", Duration::from_secs(60), || {
         let r = reader.clone();
         let inits = inits.clone();
         async move {

@@ -273,10 +273,20 @@ impl Background {
     /// Start on a free loopback port; with `operator`, the Workspace CRD is installed and the
     /// controller runs against the server.
     pub fn start(operator: Option<crate::controller::Config>) -> std::io::Result<Background> {
+        Background::start_on(operator, 2)
+    }
+
+    /// As `start`, with the server (and the controller, if any) on `threads` threads: one
+    /// thread is how the benchmark measures what the server does with one core.
+    pub fn start_on(operator: Option<crate::controller::Config>, threads: usize) -> std::io::Result<Background> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("devcluster".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let runtime = match threads {
+                1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+                n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+            };
+            let rt = match runtime {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
