@@ -122,8 +122,7 @@ fn fix_nulls_and_defaults(schema: &Value, m: &mut Map<String, Value>) {
 /// Structural validation followed by CEL rules.
 pub fn validate(schema: &Value, rules: Option<&CompiledSchema>, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let root = schema.as_object().cloned().unwrap_or_default();
-    if let Some(props) = root.get("properties").and_then(Value::as_object) {
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, s) in props {
             if k == "metadata" || k == "apiVersion" || k == "kind" {
                 continue;
@@ -135,7 +134,7 @@ pub fn validate(schema: &Value, rules: Option<&CompiledSchema>, obj: &Value, old
             }
         }
     }
-    if let Some(req) = root.get("required").and_then(Value::as_array) {
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if r != "metadata" && obj.get(r).is_none() && !errs.iter().any(|e| e.field == r) {
                 errs.push(FieldError::required(r, ""));
