@@ -77,6 +77,15 @@ fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
     (c, a)
 }
 
+/// `led_by_replica_a`, plus `replica-b` as a standby, once `first` has been made Available.
+fn leader_and_standby(dir: &Path, first: &str) -> (Cluster, Process, Process) {
+    let (c, a) = led_by_replica_a(dir);
+    let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.join("b.log"));
+    c.apply(&common::workspace(first, "default", ""));
+    common::wait_status(&c, "default", first, "Available");
+    (c, a, b)
+}
+
 fn holder(c: &Cluster) -> String {
     c.jsonpath(&["get", "lease", "workspace-operator", "-n", "default"], "{.spec.holderIdentity}")
 }
@@ -141,10 +150,7 @@ fn sigterm_releases_the_lease_and_exits_zero() {
 #[test]
 fn leader_killed_standby_takes_over() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (c, mut a) = led_by_replica_a(dir.path());
-    let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.path().join("b.log"));
-    c.apply(&common::workspace("before", "default", ""));
-    common::wait_status(&c, "default", "before", "Available");
+    let (c, mut a, b) = leader_and_standby(dir.path(), "before");
     // Exactly one replica reconciles: the standby holds no lease and writes nothing.
     assert_eq!(holder(&c), "replica-a");
 
@@ -167,10 +173,7 @@ fn log_of(dir: &Path, name: &str) -> String {
 #[test]
 fn paused_leader_is_replaced_and_never_writes_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (c, mut a) = led_by_replica_a(dir.path());
-    let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.path().join("b.log"));
-    c.apply(&common::workspace("first", "default", ""));
-    common::wait_status(&c, "default", "first", "Available");
+    let (c, mut a, b) = leader_and_standby(dir.path(), "first");
 
     // A hung leader: it neither renews nor steps down.
     a.signal("-STOP");
