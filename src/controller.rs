@@ -295,7 +295,17 @@ async fn plan(ws: &Workspace, ctx: &Context, ns_name: &str) -> Result<Plan> {
         let msg = format!("Workspace {other} is already the default in this namespace");
         return Ok(Plan::Done(Outcome::new(State::Failed, StateReason::DefaultConflict, msg)));
     }
-    let Some(ns) = find_namespace(ctx, ns_name).await? else {
+    let cached = ctx.namespaces.get(&ObjectRef::new(ns_name)).map(|ns| (*ns).clone());
+    if cached.is_none() && ws.spec.management == Management::Managed && ws.spec.desired_state != DesiredState::Deleted {
+        // Most likely new: create it without reading first, and look whose it is only if the
+        // create answers 409 (the cache holds only namespaces labelled as ours).
+        return Ok(Plan::Go(None));
+    }
+    let found = match cached {
+        Some(ns) => Some(ns),
+        None => get_namespace(ctx, ns_name).await?,
+    };
+    let Some(ns) = found else {
         return Ok(match (ws.spec.management, ws.spec.desired_state) {
             (Management::Enrolled, _) => {
                 let msg = format!("namespace {ns_name} to enroll does not exist");
@@ -319,6 +329,10 @@ async fn find_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>> 
     if let Some(ns) = ctx.namespaces.get(&ObjectRef::new(name)) {
         return Ok(Some((*ns).clone()));
     }
+    get_namespace(ctx, name).await
+}
+
+async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     api.get_opt(name).await.map_err(|source| Error::Read { what: format!("namespace {name}"), source })
 }
@@ -417,8 +431,12 @@ async fn provision(
 ) -> Result<(Outcome, bool)> {
     let ns = match found {
         None => create_namespace(ws, ctx, ns_name).await?,
-        Some(ns) => label_namespace(ws, ctx, *ns).await?,
+        Some(ns) => *ns,
     };
+    if let Ownership::Foreign(why) = ownership(ws, &ns) {
+        return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
+    }
+    let ns = label_namespace(ws, ctx, ns).await?;
     if ns.metadata.deletion_timestamp.is_some() {
         let state = if ws.spec.desired_state == DesiredState::Deleted { State::Deleting } else { State::Provisioning };
         let msg = format!("namespace {ns_name} is terminating");
@@ -452,15 +470,21 @@ async fn provision(
     Ok((outcome, settling))
 }
 
+/// Create the namespace, or on 409 return the one that exists, whoever it belongs to.
 async fn create_namespace(ws: &Workspace, ctx: &Context, name: &str) -> Result<Namespace> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let ns = api
-        .create(&PostParams::default(), &children::namespace(ws))
-        .await
-        // A 409 means it appeared meanwhile: the retry looks at whose it is.
-        .map_err(|source| Error::Write { what: format!("namespace {name}"), source })?;
-    info!(namespace = name, "created namespace");
-    Ok(ns)
+    match api.create(&PostParams::default(), &children::namespace(ws)).await {
+        Ok(ns) => {
+            info!(namespace = name, "created namespace");
+            Ok(ns)
+        }
+        Err(e) if is_status(&e, 409) => match get_namespace(ctx, name).await? {
+            Some(ns) => Ok(ns),
+            // Gone again between the two requests: the retry starts over.
+            None => Err(Error::Write { what: format!("namespace {name}"), source: e }),
+        },
+        Err(source) => Err(Error::Write { what: format!("namespace {name}"), source }),
+    }
 }
 
 /// Labels and annotations as they should be: records adoption and repairs hand edits.

@@ -234,3 +234,47 @@ fn restart_resyncs_without_writing() {
         .collect();
     assert!(writes.is_empty(), "a resync of converged Workspaces wrote: {writes:?}");
 }
+
+#[test]
+fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
+    let (c, _op) = with_operator();
+    let counters = c.server.counters();
+    counters.start_log();
+    c.apply(&workspace("cost", "default", "  resourceLimits: {pods: \"5\"}\n"));
+    wait_status(&c, "default", "cost", "Available");
+    // The Event is the reconcile's last write.
+    c.eventually("Provisioned event", Duration::from_secs(20), || {
+        let reasons = c.ok(&["get", "events.events.k8s.io", "-n", "default", "-o", "jsonpath={.items[*].reason}"]);
+        reasons.contains("Provisioned").then_some(())
+    });
+    let mut requests: Vec<String> = counters
+        .take_log()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| !["list", "watch"].contains(&r.verb.as_str()))
+        .map(|r| {
+            format!(
+                "{} {}{}",
+                r.verb,
+                r.resource,
+                if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) }
+            )
+        })
+        .collect();
+    requests.sort();
+    // Public access with a quota: the namespace, two RoleBindings (owner and admins as admin,
+    // the public group as view), the quota, the Workspace's finalizer and labels, its status
+    // (a separate subresource), and the transition's Event. No reads: the caches answer.
+    assert_eq!(
+        requests,
+        [
+            "create events",
+            "create namespaces",
+            "patch resourcequotas",
+            "patch rolebindings",
+            "patch rolebindings",
+            "patch workspaces",
+            "patch workspaces/status",
+        ],
+    );
+}
