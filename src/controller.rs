@@ -98,7 +98,11 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let (ns_store, ns_writer) = reflector::store();
     let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
         .default_backoff()
-        .modify(strip)
+        // Namespace status only repeats deletionTimestamp, which is in the metadata.
+        .modify(|ns: &mut Namespace| {
+            strip(ns);
+            ns.status = None;
+        })
         .reflect(ns_writer)
         .touched_objects();
     let (rb_store, rb_writer) = reflector::store();
@@ -113,7 +117,12 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let (q_store, q_writer) = reflector::store();
     let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children)
         .default_backoff()
-        .modify(strip)
+        // Quotas are compared by spec; the status (hard and used, rewritten by the quota
+        // controller) is most of a quota's size.
+        .modify(|q: &mut ResourceQuota| {
+            strip(q);
+            q.status = None;
+        })
         .reflect(q_writer)
         .touched_objects();
 
