@@ -305,9 +305,16 @@ async fn plan(ws: &Workspace, ctx: &Context, ns_name: &str) -> Result<Plan> {
         return Ok(Plan::Done(Outcome::new(State::Failed, StateReason::DefaultConflict, msg)));
     }
     let cached = ctx.namespaces.get(&ObjectRef::new(ns_name)).map(|ns| (*ns).clone());
-    if cached.is_none() && ws.spec.management == Management::Managed && ws.spec.desired_state != DesiredState::Deleted {
-        // Most likely new: create it without reading first, and look whose it is only if the
-        // create answers 409 (the cache holds only namespaces labelled as ours).
+    let first_time = ws.status.is_none();
+    if cached.is_none()
+        && first_time
+        && ws.spec.management == Management::Managed
+        && ws.spec.desired_state != DesiredState::Deleted
+    {
+        // A new Workspace's namespace is most likely new too: create it without reading first,
+        // and look whose it is only if the create answers 409 (the cache holds only namespaces
+        // labelled as ours). Later reconciles read first, so a namespace found to be someone
+        // else's is not retried by create, nor the labels predicted Available each time.
         return Ok(Plan::Go(None));
     }
     let found = match cached {

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, Operator, wait_status, with_operator, workspace};
-use workspace_operator::devcluster::FaultKind;
+use workspace_operator::devcluster::{FaultKind, RequestRecord};
 
 fn ns_of(c: &Cluster, ns: &str, name: &str) -> String {
     c.eventually("status.namespace", Duration::from_secs(20), || {
@@ -108,7 +108,7 @@ fn deletion_policies_retain_and_delete() {
 
 #[test]
 fn enrollment_conflicts_and_defaults() {
-    let (c, _op) = with_operator();
+    let (c, op) = with_operator();
     c.ok(&["create", "namespace", "legacy"]);
     c.ok(&["create", "configmap", "precious", "-n", "legacy", "--from-literal=k=v"]);
     c.ok(&["create", "namespace", "taken"]);
@@ -122,6 +122,9 @@ fn enrollment_conflicts_and_defaults() {
         c.jsonpath(&["get", "ns", "taken"], "{.metadata.labels}"),
         "{\"kubernetes.io/metadata.name\":\"taken\"}"
     );
+    // Found to be someone else's, the namespace is not tried again: a retry writes nothing.
+    let writes = writes_of_a_reconcile(&c, &op, "grab");
+    assert!(writes.is_empty(), "a reconcile of a settled conflict wrote: {writes:?}");
     c.ok(&["delete", "ws", "grab", "--timeout=20s"]);
     assert!(c.kubectl(&["get", "ns", "taken"]).status.success(), "a namespace the operator did not create survives");
 
@@ -174,18 +177,25 @@ fn hand_edits_are_repaired_and_noop_reconciles_write_nothing() {
     });
 
     // A reconcile of an up-to-date Workspace makes no write request.
+    let writes = writes_of_a_reconcile(&c, &op, "fix");
+    assert!(writes.is_empty(), "no-op reconcile wrote: {writes:?}");
+}
+
+/// Touch Workspace `name` (in `default`) so it is reconciled once more; the operator's writes.
+fn writes_of_a_reconcile(c: &Cluster, op: &Operator, name: &str) -> Vec<RequestRecord> {
     let counters = c.server.counters();
     counters.start_log();
     let before = op.metrics.reconcile_count();
-    c.ok(&["annotate", "ws", "fix", "poke=1"]);
+    c.ok(&["annotate", "ws", name, "poke=1", "--overwrite"]);
     op.wait_reconciles(before, 1);
-    let log = counters.take_log();
-    let operator_writes: Vec<_> = log
-        .iter()
+    operator_writes(counters.take_log())
+}
+
+fn operator_writes(log: Vec<RequestRecord>) -> Vec<RequestRecord> {
+    log.into_iter()
         .filter(|r| !r.user_agent.starts_with("kubectl"))
         .filter(|r| workspace_operator::devcluster::WRITE_VERBS.contains(&r.verb.as_str()))
-        .collect();
-    assert!(operator_writes.is_empty(), "no-op reconcile wrote: {operator_writes:?}");
+        .collect()
 }
 
 #[test]
@@ -226,12 +236,7 @@ fn restart_resyncs_without_writing() {
     counters.start_log();
     let op = Operator::start(&c);
     op.wait_reconciles(0, 20);
-    let writes: Vec<_> = counters
-        .take_log()
-        .into_iter()
-        .filter(|r| !r.user_agent.starts_with("kubectl"))
-        .filter(|r| workspace_operator::devcluster::WRITE_VERBS.contains(&r.verb.as_str()))
-        .collect();
+    let writes = operator_writes(counters.take_log());
     assert!(writes.is_empty(), "a resync of converged Workspaces wrote: {writes:?}");
 }
 
