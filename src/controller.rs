@@ -304,12 +304,11 @@ async fn plan(ws: &Workspace, ctx: &Context, ns_name: &str) -> Result<Plan> {
         let msg = format!("Workspace {other} is already the default in this namespace");
         return Ok(Plan::Done(Outcome::new(State::Failed, StateReason::DefaultConflict, msg)));
     }
-    let cached = ctx.namespaces.get(&ObjectRef::new(ns_name)).map(|ns| (*ns).clone());
     let first_time = ws.status.is_none();
-    if cached.is_none()
-        && first_time
+    if first_time
         && ws.spec.management == Management::Managed
         && ws.spec.desired_state != DesiredState::Deleted
+        && ctx.namespaces.get(&ObjectRef::new(ns_name)).is_none()
     {
         // A new Workspace's namespace is most likely new too: create it without reading first,
         // and look whose it is only if the create answers 409 (the cache holds only namespaces
@@ -317,11 +316,7 @@ async fn plan(ws: &Workspace, ctx: &Context, ns_name: &str) -> Result<Plan> {
         // else's is not retried by create, nor the labels predicted Available each time.
         return Ok(Plan::Go(None));
     }
-    let found = match cached {
-        Some(ns) => Some(ns),
-        None => get_namespace(ctx, ns_name).await?,
-    };
-    let Some(ns) = found else {
+    let Some(ns) = find_namespace(ctx, ns_name).await? else {
         return Ok(match (ws.spec.management, ws.spec.desired_state) {
             (Management::Enrolled, _) => {
                 let msg = format!("namespace {ns_name} to enroll does not exist");
