@@ -23,7 +23,7 @@ $(VENV)/.installed: ## Helm's engine (helm-python-sdk) for the chart tests
 
 test: $(VENV)/.installed ## Run every unit and integration test
 	$(CARGO) build --bins
-	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --lib --bins --tests -- --test-threads=2
+	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
 
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
 	$(CARGO) bench --bench operator

@@ -6,15 +6,15 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devcluster::{Background, Handle};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use workspace_operator::crd::Workspace;
-use workspace_operator::devcluster::{Background, State};
+use workspace_operator::fixtures::ws;
 
 const WORKSPACES: &str = "workspaces.dev/workspaces";
 
@@ -77,7 +77,7 @@ fn status_of(ws: &Value) -> &str {
 
 /// Wait until every Workspace whose name starts with `prefix` is `status`; returns when each was
 /// first seen so (polling the store in-process, which costs the server no request).
-fn wait_all(state: &State, prefix: &str, n: usize, status: &str, timeout: Duration) -> HashMap<String, Instant> {
+fn wait_all(state: &Handle, prefix: &str, n: usize, status: &str, timeout: Duration) -> HashMap<String, Instant> {
     let deadline = Instant::now() + timeout;
     let mut seen: HashMap<String, Instant> = HashMap::new();
     while seen.len() < n {
@@ -96,13 +96,12 @@ fn wait_all(state: &State, prefix: &str, n: usize, status: &str, timeout: Durati
 
 fn workspace(name: &str, ns: &str, i: usize) -> Workspace {
     let project = ["default", "research", "prod"][i % 3];
-    serde_json::from_value(json!({
-        "apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"owner": format!("user{}@example.com", i % 50), "enterpriseProject": project,
-                 "resourceLimits": {"pods": "20"}},
-    }))
-    .expect("workspace")
+    ws(name)
+        .in_ns(ns)
+        .owner(&format!("user{}@example.com", i % 50))
+        .enterprise_project(project)
+        .limit("pods", "20")
+        .build()
 }
 
 async fn create_workspaces(client: &kube::Client, ns: &str, prefix: &str, n: usize) -> HashMap<String, Instant> {
@@ -195,7 +194,7 @@ fn main() {
 
     // Server headroom, on a server of its own with one thread and nothing else running: simple
     // writes per second, then filtered pages with 10,000 and 100,000 Workspaces stored.
-    let headroom = Background::start_on(None, 1).expect("one-thread server");
+    let headroom = Background::start_on(1).expect("one-thread server");
     let one = rt.block_on(async { headroom.client() });
     rt.block_on(workspace_operator::dev::install_crd(&one)).expect("CRD");
     let server_writes_per_s = rt.block_on(async {
@@ -239,10 +238,10 @@ fn main() {
         );
     }
     drop(headroom);
-    let server = Background::start(None).expect("server");
+    let server = Background::start().expect("server");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
-    let state = server.state().clone();
+    let state = server.handle().clone();
     let counters = server.counters();
     let client = rt.block_on(async { server.client() });
     rt.block_on(workspace_operator::dev::install_crd(&client)).expect("CRD");
@@ -451,5 +450,4 @@ fn main() {
         println!("{k:<width$}  {v}");
     }
     println!("{}", figures.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
-    let _ = Arc::strong_count(&state);
 }

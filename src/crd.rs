@@ -11,6 +11,29 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use strum::{EnumString, IntoStaticStr, VariantArray};
+
+/// An enum of the API. Each variant has one name on the wire, the one serde gives it; strum
+/// repeats serde's renaming (`wire_names_agree_with_serde` checks that they agree), so labels,
+/// Events, metrics and the plugin take names from `as_str`, parse them back in any case, and
+/// list them all from `VARIANTS`.
+macro_rules! api_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
+        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+        #[derive(IntoStaticStr, EnumString, VariantArray)]
+        #[strum(ascii_case_insensitive)]
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
 
 /// A workspace: an access-controlled, quota-bounded area of the cluster (one namespace).
 ///
@@ -129,34 +152,42 @@ fn default_enterprise_project() -> String {
     "default".into()
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum AuthType {
-    #[default]
-    Public,
-    Private,
-    Internal,
+api_enum! {
+    #[derive(Default)]
+    pub enum AuthType {
+        #[default]
+        Public,
+        Private,
+        Internal,
+    }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum Management {
-    #[default]
-    Managed,
-    Enrolled,
+api_enum! {
+    #[derive(Default)]
+    pub enum Management {
+        #[default]
+        Managed,
+        Enrolled,
+    }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum DesiredState {
-    #[default]
-    Available,
-    Deactivated,
-    Deleted,
+api_enum! {
+    #[derive(Default)]
+    pub enum DesiredState {
+        #[default]
+        Available,
+        Deactivated,
+        Deleted,
+    }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum DeletionPolicy {
-    #[default]
-    Retain,
-    Delete,
+api_enum! {
+    #[derive(Default)]
+    pub enum DeletionPolicy {
+        #[default]
+        Retain,
+        Delete,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -168,29 +199,28 @@ pub struct Grant {
     pub role: GrantRole,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum SubjectKind {
-    User,
-    Group,
-    ServiceAccount,
+api_enum! {
+    pub enum SubjectKind {
+        User,
+        Group,
+        ServiceAccount,
+    }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum GrantRole {
-    View,
-    Edit,
-    Admin,
+api_enum! {
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum GrantRole {
+        View,
+        Edit,
+        Admin,
+    }
 }
 
 impl GrantRole {
-    /// The built-in ClusterRole this role binds to.
+    /// The built-in ClusterRole this role binds to: the one of the same name.
     pub fn cluster_role(self) -> &'static str {
-        match self {
-            GrantRole::View => "view",
-            GrantRole::Edit => "edit",
-            GrantRole::Admin => "admin",
-        }
+        self.as_str()
     }
 }
 
@@ -255,84 +285,43 @@ pub struct WorkspaceStatus {
     pub workspace_id: Option<String>,
 }
 
-/// Lifecycle states. The seeds' values map onto these as documented in the README.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-pub enum State {
-    Pending,
-    Provisioning,
-    Available,
-    Deactivated,
-    Failed,
-    Deleting,
-    Deleted,
-    DeleteFailed,
-}
-
-impl State {
-    pub const ALL: [State; 8] = [
-        State::Pending,
-        State::Provisioning,
-        State::Available,
-        State::Deactivated,
-        State::Failed,
-        State::Deleting,
-        State::Deleted,
-        State::DeleteFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "Pending",
-            State::Provisioning => "Provisioning",
-            State::Available => "Available",
-            State::Deactivated => "Deactivated",
-            State::Failed => "Failed",
-            State::Deleting => "Deleting",
-            State::Deleted => "Deleted",
-            State::DeleteFailed => "DeleteFailed",
-        }
+api_enum! {
+    /// Lifecycle states. The seeds' values map onto these as documented in the README.
+    pub enum State {
+        Pending,
+        Provisioning,
+        Available,
+        Deactivated,
+        Failed,
+        Deleting,
+        Deleted,
+        DeleteFailed,
     }
 }
 
-/// Why the workspace is in its state: a closed set, documented in the README.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum StateReason {
-    /// Seen for the first time; nothing done yet.
-    Created,
-    /// Namespace, access and quota are in place.
-    Provisioned,
-    /// The user asked for Deactivated or Deleted.
-    UserRequested,
-    /// The target namespace exists and belongs to someone else.
-    NamespaceConflict,
-    /// An Enrolled workspace names a namespace that does not exist.
-    NamespaceNotFound,
-    /// The spec passed admission but cannot be carried out (e.g. a bad quantity).
-    InvalidSpec,
-    /// Another Workspace in the same namespace is already the default.
-    DefaultConflict,
-    /// An API call failed while provisioning; retried with backoff.
-    ProvisioningFailed,
-    /// An API call failed while tearing down; retried with backoff.
-    DeletionFailed,
-    /// The namespace is being deleted by the operator (deletionPolicy Delete).
-    NamespaceTerminating,
-}
-
-impl StateReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateReason::Created => "Created",
-            StateReason::Provisioned => "Provisioned",
-            StateReason::UserRequested => "UserRequested",
-            StateReason::NamespaceConflict => "NamespaceConflict",
-            StateReason::NamespaceNotFound => "NamespaceNotFound",
-            StateReason::InvalidSpec => "InvalidSpec",
-            StateReason::DefaultConflict => "DefaultConflict",
-            StateReason::ProvisioningFailed => "ProvisioningFailed",
-            StateReason::DeletionFailed => "DeletionFailed",
-            StateReason::NamespaceTerminating => "NamespaceTerminating",
-        }
+api_enum! {
+    /// Why the workspace is in its state: a closed set, documented in the README.
+    pub enum StateReason {
+        /// Seen for the first time; nothing done yet.
+        Created,
+        /// Namespace, access and quota are in place.
+        Provisioned,
+        /// The user asked for Deactivated or Deleted.
+        UserRequested,
+        /// The target namespace exists and belongs to someone else.
+        NamespaceConflict,
+        /// An Enrolled workspace names a namespace that does not exist.
+        NamespaceNotFound,
+        /// The spec passed admission but cannot be carried out (e.g. a bad quantity).
+        InvalidSpec,
+        /// Another Workspace in the same namespace is already the default.
+        DefaultConflict,
+        /// An API call failed while provisioning; retried with backoff.
+        ProvisioningFailed,
+        /// An API call failed while tearing down; retried with backoff.
+        DeletionFailed,
+        /// The namespace is being deleted by the operator (deletionPolicy Delete).
+        NamespaceTerminating,
     }
 }
 
@@ -365,6 +354,30 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(wide, ["Enterprise Project", "Auth", "Namespace", "Status Updated"]);
+    }
+
+    fn agree<T>()
+    where
+        T: VariantArray + Serialize + Copy + Into<&'static str> + std::str::FromStr + PartialEq + std::fmt::Debug,
+    {
+        for v in T::VARIANTS {
+            let name: &'static str = (*v).into();
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(name));
+            assert_eq!(T::from_str(name).ok(), Some(*v));
+            assert_eq!(T::from_str(&name.to_ascii_lowercase()).ok(), Some(*v), "parsing ignores case");
+        }
+    }
+
+    #[test]
+    fn wire_names_agree_with_serde() {
+        agree::<AuthType>();
+        agree::<Management>();
+        agree::<DesiredState>();
+        agree::<DeletionPolicy>();
+        agree::<SubjectKind>();
+        agree::<GrantRole>();
+        agree::<State>();
+        agree::<StateReason>();
     }
 
     #[test]

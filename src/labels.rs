@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::crd::{AuthType, DesiredState, Management, State, Workspace};
+use crate::crd::{State, Workspace};
 
 pub const GROUP: &str = "workspaces.dev";
 pub const FINALIZER: &str = "workspaces.dev/cleanup";
@@ -99,37 +99,14 @@ fn is_label_value(s: &str) -> bool {
                 && b[b.len() - 1].is_ascii_alphanumeric()))
 }
 
-pub fn desired_state_str(d: DesiredState) -> &'static str {
-    match d {
-        DesiredState::Available => "Available",
-        DesiredState::Deactivated => "Deactivated",
-        DesiredState::Deleted => "Deleted",
-    }
-}
-
-pub fn auth_type_str(a: AuthType) -> &'static str {
-    match a {
-        AuthType::Public => "Public",
-        AuthType::Private => "Private",
-        AuthType::Internal => "Internal",
-    }
-}
-
-pub fn management_str(m: Management) -> &'static str {
-    match m {
-        Management::Managed => "Managed",
-        Management::Enrolled => "Enrolled",
-    }
-}
-
 /// The list-view labels a Workspace should carry when its status is `status`.
 pub fn list_labels(ws: &Workspace, status: State) -> BTreeMap<String, String> {
     let spec = &ws.spec;
     let mut l = BTreeMap::new();
     l.insert(STATUS.into(), status.as_str().into());
-    l.insert(DESIRED_STATE.into(), desired_state_str(spec.desired_state).into());
+    l.insert(DESIRED_STATE.into(), spec.desired_state.as_str().into());
     l.insert(ENTERPRISE_PROJECT.into(), label_value(&spec.enterprise_project));
-    l.insert(AUTH_TYPE.into(), auth_type_str(spec.auth_type).into());
+    l.insert(AUTH_TYPE.into(), spec.auth_type.as_str().into());
     l.insert(DEFAULT.into(), spec.is_default.to_string());
     if let Some(rg) = &spec.resource_group {
         l.insert(RESOURCE_GROUP.into(), label_value(rg));
@@ -176,8 +153,11 @@ mod tests {
         assert_eq!(a, derived_namespace("acme", "a-b"));
         let long = derived_namespace(&"n".repeat(63), &"x.y".repeat(80));
         assert!(long.len() <= 63, "{long}");
-        assert!(crate::devcluster::validation::is_dns1123_label(&long), "{long}");
-        assert!(crate::devcluster::validation::is_dns1123_label(&a));
+        for name in [&long, &a] {
+            let b = name.as_bytes();
+            assert!(b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-'), "{name}");
+            assert!(b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric(), "{name}");
+        }
     }
 
     #[test]

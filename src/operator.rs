@@ -10,8 +10,7 @@ use kube::Client;
 use kube::api::Api;
 use tracing::{info, warn};
 
-use crate::children::Settings;
-use crate::controller::{self, Config};
+use crate::controller::{self, Config, Settings};
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::{self, Metrics};
 
@@ -63,7 +62,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         fence: elector.as_ref().map(Elector::fence),
     };
     metrics.set_ready(true);
-    let shutdown = crate::dev::shutdown_signal();
+    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     if let Some(e) = &elector {
         tokio::select! {
@@ -136,4 +135,25 @@ fn established(crd: &CustomResourceDefinition) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+}
+
+/// Resolves on SIGINT or SIGTERM (how Kubernetes stops a pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -12,7 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
-use crate::crd::{State, Workspace};
+use crate::crd::{AuthType, State, Workspace};
 use crate::labels;
 
 /// List Workspaces with the filters, sorting and paging of the cloud "list workspaces" APIs.
@@ -35,7 +35,7 @@ pub struct ListArgs {
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
     /// Only these statuses (comma-separated), e.g. Available,Failed.
-    #[arg(long, value_delimiter = ',', value_parser = parse_state)]
+    #[arg(long, value_delimiter = ',', value_parser = wire::<State>)]
     pub status: Vec<State>,
     /// Only Workspaces owned by this user.
     #[arg(long)]
@@ -44,8 +44,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub enterprise_project: Option<String>,
     /// Only this access type.
-    #[arg(long, value_enum)]
-    pub auth_type: Option<AuthArg>,
+    #[arg(long, value_parser = wire::<AuthType>)]
+    pub auth_type: Option<AuthType>,
     /// Substring of the name or display name (case-insensitive).
     #[arg(long)]
     pub name: Option<String>,
@@ -75,13 +75,6 @@ pub struct ListArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum AuthArg {
-    Public,
-    Private,
-    Internal,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum SortBy {
     Name,
     #[value(name = "create_time", alias = "create-time")]
@@ -104,11 +97,15 @@ pub enum Output {
     Yaml,
 }
 
-fn parse_state(s: &str) -> Result<State, String> {
-    State::ALL
-        .into_iter()
-        .find(|st| st.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("unknown status {s:?}; one of {}", State::ALL.map(State::as_str).join(", ")))
+/// A value of one of the API's enums, in any case, by the name it has on the wire.
+fn wire<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + strum::VariantArray + Copy + Into<&'static str>,
+{
+    s.parse().map_err(|_| {
+        let names: Vec<&'static str> = T::VARIANTS.iter().map(|v| (*v).into()).collect();
+        format!("unknown value {s:?}; one of {}", names.join(", "))
+    })
 }
 
 /// One Workspace in the seeds' field names.
@@ -153,10 +150,10 @@ pub fn summary(ws: &Workspace) -> Summary {
         owner: ws.spec.owner.clone(),
         admins: ws.spec.admins.clone().unwrap_or_default(),
         enterprise_project_id: ws.spec.enterprise_project.clone(),
-        auth_type: labels::auth_type_str(ws.spec.auth_type).into(),
+        auth_type: ws.spec.auth_type.as_str().into(),
         status: st.status.map(|s| s.as_str().to_string()),
         state_reason: st.state_reason.map(|r| r.as_str().to_string()),
-        desired_state: labels::desired_state_str(ws.spec.desired_state).into(),
+        desired_state: ws.spec.desired_state.as_str().into(),
         update_time: st.updated.clone().or_else(|| created.clone()),
         create_time: created,
         status_updated: st.status_updated.clone(),
@@ -183,12 +180,7 @@ pub fn selectors(args: &ListArgs) -> (String, String) {
         l.push(format!("{}={}", labels::ENTERPRISE_PROJECT, labels::label_value(p)));
     }
     if let Some(a) = args.auth_type {
-        let v = match a {
-            AuthArg::Public => "Public",
-            AuthArg::Private => "Private",
-            AuthArg::Internal => "Internal",
-        };
-        l.push(format!("{}={v}", labels::AUTH_TYPE));
+        l.push(format!("{}={}", labels::AUTH_TYPE, a.as_str()));
     }
     let f = match args.id.as_slice() {
         [one] => format!("status.workspaceId={one}"),

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
-use super::api::now_rfc3339;
 use super::errors::FieldError;
 use super::resources::Resource;
+use crate::clock::now_rfc3339;
 
 /// The object as served at `res`'s group/version.
 pub fn view(res: &Resource, obj: &Value) -> Value {

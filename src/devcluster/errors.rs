@@ -3,6 +3,10 @@
 
 use serde_json::{Value, json};
 
+pub(crate) type Result<T> = std::result::Result<T, ApiError>;
+/// Extra response headers (warnings).
+pub(crate) type Headers = Vec<(&'static str, String)>;
+
 /// One field error (`field.Error`), rendered as `<field>: <message>` by kubectl.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
@@ -73,14 +77,6 @@ impl FieldError {
         }
     }
 
-    pub fn type_invalid(field: &str, value: &Value, detail: &str) -> Self {
-        FieldError {
-            reason: "FieldValueTypeInvalid",
-            field: field.into(),
-            message: format!("Invalid value: {}: {detail}", render_value(value)),
-        }
-    }
-
     pub fn custom(reason: &'static str, field: &str, message: String) -> Self {
         FieldError { reason, field: field.into(), message }
     }
@@ -100,14 +96,13 @@ pub struct ApiError {
 
 /// What a NotFound/Conflict/... message names: `plural[.group]` and the object name.
 #[derive(Debug, Clone, Default)]
-pub struct Target {
+pub struct Named {
     pub group: String,
     pub plural: String,
-    pub kind: String,
     pub name: String,
 }
 
-impl Target {
+impl Named {
     fn qualified(&self) -> String {
         if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
@@ -145,15 +140,15 @@ impl ApiError {
         Self::new(404, "NotFound", "the server could not find the requested resource".into(), Some(json!({})))
     }
 
-    pub fn not_found(t: &Target) -> Self {
+    pub fn not_found(t: &Named) -> Self {
         Self::new(404, "NotFound", format!("{} {:?} not found", t.qualified(), t.name), Some(t.details()))
     }
 
-    pub fn already_exists(t: &Target) -> Self {
+    pub fn already_exists(t: &Named) -> Self {
         Self::new(409, "AlreadyExists", format!("{} {:?} already exists", t.qualified(), t.name), Some(t.details()))
     }
 
-    pub fn conflict(t: &Target) -> Self {
+    pub fn conflict(t: &Named) -> Self {
         Self::new(
             409,
             "Conflict",
@@ -166,17 +161,17 @@ impl ApiError {
         )
     }
 
-    pub fn conflict_message(t: &Target, message: String, causes: Vec<Value>) -> Self {
+    pub fn conflict_message(t: &Named, message: String, causes: Vec<Value>) -> Self {
         let mut d = t.details();
         d["causes"] = Value::Array(causes);
         Self::new(409, "Conflict", message, Some(d))
     }
 
-    pub fn forbidden(t: &Target, why: &str) -> Self {
+    pub fn forbidden(t: &Named, why: &str) -> Self {
         Self::new(403, "Forbidden", format!("{} {:?} is forbidden: {why}", t.qualified(), t.name), Some(t.details()))
     }
 
-    pub fn method_not_allowed(verb: &str, t: &Target) -> Self {
+    pub fn method_not_allowed(verb: &str, t: &Named) -> Self {
         let mut d = t.details();
         d.as_object_mut().map(|m| m.remove("name"));
         Self::new(

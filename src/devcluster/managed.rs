@@ -12,9 +12,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::now_rfc3339;
 use super::errors::ApiError;
 use super::resources::Resource;
+use crate::clock::now_rfc3339;
 
 /// One step of a field path.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,7 +111,7 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        let target = res.target(current["metadata"]["name"].as_str().unwrap_or(""));
+        let target = res.named(current["metadata"]["name"].as_str().unwrap_or(""));
         let gv = res.api_version();
         let msg = if conflicts.len() == 1 {
             format!("Apply failed with 1 conflict: conflict with \"{}\" using {gv}: {}", conflicts[0].0, conflicts[0].1)
@@ -527,7 +527,7 @@ fn diff_leaves(old: &Value, new: &Value, path: &mut Path, out: &mut Vec<Path>, _
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devcluster::resources::Catalogue;
+    use crate::resources::Catalogue;
     use std::sync::Arc;
 
     fn res() -> Arc<Resource> {

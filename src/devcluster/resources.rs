@@ -45,10 +45,6 @@ impl Resource {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
-    pub fn group_version(&self) -> (String, String) {
-        (self.group.clone(), self.version.clone())
-    }
-
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
@@ -57,13 +53,8 @@ impl Resource {
         self.custom.is_some()
     }
 
-    pub fn target(&self, name: &str) -> super::errors::Target {
-        super::errors::Target {
-            group: self.group.clone(),
-            plural: self.plural.clone(),
-            kind: self.kind.clone(),
-            name: name.into(),
-        }
+    pub fn named(&self, name: &str) -> crate::errors::Named {
+        crate::errors::Named { group: self.group.clone(), plural: self.plural.clone(), name: name.into() }
     }
 }
 
@@ -296,22 +287,6 @@ impl Catalogue {
         version: &'a str,
     ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
         self.by_path.values().filter(move |r| r.group == group && r.version == version)
-    }
-
-    /// One resource per collection (the preferred version), for namespace cleanup.
-    pub fn namespaced_collections(&self) -> Vec<Arc<Resource>> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (g, versions) in &self.groups {
-            for v in versions {
-                for r in self.in_group_version(g, v) {
-                    if r.namespaced && seen.insert(r.collection.clone()) {
-                        out.push(r.clone());
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// The preferred-version resource that stores `collection`.

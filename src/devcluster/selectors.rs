@@ -184,12 +184,11 @@ impl Parser<'_> {
 }
 
 fn validate_key(key: &str) -> Result<(), String> {
-    crate::devcluster::validation::label_key_errors(key)
-        .map_or(Ok(()), |e| Err(format!("key: Invalid value: \"{key}\": {e}")))
+    crate::validation::label_key_errors(key).map_or(Ok(()), |e| Err(format!("key: Invalid value: \"{key}\": {e}")))
 }
 
 fn validate_value(value: &str) -> Result<(), String> {
-    crate::devcluster::validation::label_value_errors(value)
+    crate::validation::label_value_errors(value)
         .map_or(Ok(()), |e| Err(format!("values[0][{value}]: Invalid value: \"{value}\": {e}")))
 }
 

@@ -14,15 +14,16 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::api::{Reply, Req, State};
 use super::errors::ApiError;
+use crate::http::{Reply, Req};
+use crate::registry::ApiServer;
 
 /// The real server refuses bodies over 3 MiB.
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -46,7 +47,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>, mut shu
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(state: Arc<ApiServer>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let latency = state.faults.latency();
     if !latency.is_zero() {

@@ -27,16 +27,6 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One change, as recorded in the history and fanned out to watchers.
 #[derive(Debug)]
 pub struct Change {
@@ -91,10 +81,6 @@ impl Store {
 
     pub fn lock(&self) -> Guard<'_> {
         Guard { inner: self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()), changes: &self.changes }
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.changes.subscribe()
     }
 }
 

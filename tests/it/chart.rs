@@ -2,14 +2,13 @@
 //! install/upgrade/uninstall against the local API server, and proof that the ClusterRole
 //! covers every call the operator makes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, wait_status, workspace};
+use crate::common::{Cluster, wait_status, ws};
 use serde_json::{Value, json};
+use workspace_operator::crd::{DeletionPolicy, GrantRole, SubjectKind};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/workspace-operator");
 
@@ -93,7 +92,7 @@ fn rendered_security_rbac_and_crd() {
     let mut crd = objs["CustomResourceDefinition/workspaces.workspaces.dev"].clone();
     assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
     crd["metadata"].as_object_mut().unwrap().remove("annotations");
-    let committed: Value = workspace_operator::yaml::from_str(include_str!("../crds/workspace.yaml")).unwrap();
+    let committed: Value = workspace_operator::yaml::from_str(include_str!("../../crds/workspace.yaml")).unwrap();
     assert_eq!(crd, committed);
 }
 
@@ -130,7 +129,7 @@ fn values_change_the_rendering_and_bad_values_are_refused() {
 
 #[test]
 fn install_upgrade_uninstall_against_the_local_api_server() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     let kc = c.kubeconfig();
     let kc = kc.to_str().unwrap();
     helm(&["install", kc, CHART, "wo", "workspace-system", "{}"]).expect("install");
@@ -165,16 +164,12 @@ fn cluster_role_covers_every_call_the_operator_makes() {
     let cluster_rules = objs["ClusterRole/wo-workspace-operator"]["rules"].as_array().unwrap().clone();
     let lease_rules = objs["Role/wo-workspace-operator-leader-election"]["rules"].as_array().unwrap().clone();
 
-    let (c, op) = common::with_operator();
+    let (c, op) = crate::common::with_operator();
     c.server.counters().start_log();
     c.ok(&["create", "namespace", "legacy"]);
-    c.apply(&workspace("a", "default", "  admins: [bob]\n  resourceLimits: {pods: \"3\"}\n"));
-    c.apply(&workspace("b", "default", "  management: Enrolled\n  namespace: legacy\n"));
-    c.apply(&workspace(
-        "d",
-        "default",
-        "  deletionPolicy: Delete\n  authType: Internal\n  grants: [{kind: Group, name: g, role: edit}]\n",
-    ));
+    c.apply(&ws("a").admins(&["bob"]).limit("pods", "3").yaml());
+    c.apply(&ws("b").enrolled("legacy").yaml());
+    c.apply(&ws("d").deletion_policy(DeletionPolicy::Delete).grant(SubjectKind::Group, "g", GrantRole::Edit).yaml());
     for n in ["a", "b", "d"] {
         wait_status(&c, "default", n, "Available");
     }
@@ -223,13 +218,47 @@ fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
         .args(["manifests", CHART, "{\"crds\":{\"install\":false}}", "workspace-operator", "workspace-system"])
         .output()
         .expect("render");
-    let committed = include_str!("../crds/operator/operator.yaml");
+    let committed = include_str!("../../crds/operator/operator.yaml");
     assert!(
         String::from_utf8_lossy(&out.stdout) == committed,
         "crds/operator/operator.yaml is stale: run `make manifests`"
     );
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     c.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]);
     assert_eq!(c.jsonpath(&["get", "deploy", "workspace-operator", "-n", "workspace-system"], "{.spec.replicas}"), "1");
     c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
+}
+
+/// `workspace-operator dev` as a user runs it, stopped on drop.
+struct DevProcess(std::process::Child);
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dev_without_the_controller_is_an_empty_cluster_the_chart_installs_into() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = dir.path().join("kubeconfig");
+    let _dev = DevProcess(
+        Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
+            .args(["dev", "--no-controller", "--listen", "127.0.0.1:0", "--kubeconfig", kc.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dev starts"),
+    );
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl").args(args).env("KUBECONFIG", &kc).env("HOME", dir.path()).output().expect("kubectl")
+    };
+    crate::common::eventually("the dev server to answer", Duration::from_secs(30), || {
+        kubectl(&["get", "ns", "default"]).status.success().then_some(())
+    });
+    let crds = kubectl(&["get", "crd", "-o", "name"]);
+    assert!(crds.status.success() && crds.stdout.is_empty(), "a fresh cluster has no CRD");
+    helm(&["install", kc.to_str().unwrap(), CHART, "wo", "workspace-system", "{}"]).expect("install");
+    assert!(kubectl(&["get", "crd", "workspaces.workspaces.dev"]).status.success(), "the chart installed the CRD");
 }

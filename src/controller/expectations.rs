@@ -7,25 +7,31 @@
 //! passes, after which the cache is trusted again), the object is treated as already written.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a write is expected to take to reach the caches.
 const GRACE: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
-pub struct Expectations {
-    written: Mutex<HashMap<String, (Option<String>, Instant)>>,
+pub struct Expectations<K> {
+    written: Mutex<HashMap<K, (Option<String>, Instant)>>,
 }
 
-impl Expectations {
+impl<K> Default for Expectations<K> {
+    fn default() -> Self {
+        Expectations { written: Mutex::default() }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Expectations<K> {
     /// Record a write of `key` that left it at `rv` (None: deleted).
-    pub fn wrote(&self, key: &str, rv: Option<String>) {
-        self.lock().insert(key.to_string(), (rv, Instant::now()));
+    pub fn wrote(&self, key: &K, rv: Option<String>) {
+        self.lock().insert(key.clone(), (rv, Instant::now()));
     }
 
     /// Is a recent write of `key` not yet visible in a cache that shows `cached_rv`?
-    pub fn pending(&self, key: &str, cached_rv: Option<&str>) -> bool {
+    pub fn pending(&self, key: &K, cached_rv: Option<&str>) -> bool {
         let mut w = self.lock();
         let Some((rv, at)) = w.get(key) else { return false };
         let caught_up = rv.as_deref() == cached_rv;
@@ -36,11 +42,11 @@ impl Expectations {
         true
     }
 
-    pub fn forget(&self, key: &str) {
+    pub fn forget(&self, key: &K) {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Option<String>, Instant)>> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -52,14 +58,14 @@ mod tests {
     #[test]
     fn pending_until_the_cache_shows_the_write() {
         let e = Expectations::default();
-        assert!(!e.pending("a", Some("1")));
-        e.wrote("a", Some("5".into()));
-        assert!(e.pending("a", Some("4")), "cache still has the old version");
-        assert!(e.pending("a", None));
-        assert!(!e.pending("a", Some("5")), "caught up");
-        assert!(!e.pending("a", Some("4")), "forgotten once seen: later edits are real");
-        e.wrote("b", None);
-        assert!(e.pending("b", Some("3")), "deleted, cache still has it");
-        assert!(!e.pending("b", None));
+        assert!(!e.pending(&"a", Some("1")));
+        e.wrote(&"a", Some("5".into()));
+        assert!(e.pending(&"a", Some("4")), "cache still has the old version");
+        assert!(e.pending(&"a", None));
+        assert!(!e.pending(&"a", Some("5")), "caught up");
+        assert!(!e.pending(&"a", Some("4")), "forgotten once seen: later edits are real");
+        e.wrote(&"b", None);
+        assert!(e.pending(&"b", Some("3")), "deleted, cache still has it");
+        assert!(!e.pending(&"b", None));
     }
 }

@@ -1,13 +1,11 @@
 //! The local API server with kube-rs clients: watchers, reflectors, 410 handling, and
 //! concurrent writers and watchers.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Cluster, eventually_async};
+use devcluster::testkit::{Cluster, eventually_async};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
@@ -44,7 +42,7 @@ async fn create_many(client: &Client, ns: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflector_over_paginated_list_survives_drops_and_410() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     let client = c.server.client();
     create_many(&client, "r", 1000).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "r");
@@ -87,7 +85,7 @@ async fn reflector_over_paginated_list_survives_drops_and_410() {
     let before = inits.load(std::sync::atomic::Ordering::SeqCst);
 
     // History compacted while the watch is down: the resume gets 410 and the watcher relists.
-    c.server.faults().fail_next("watch", "configmaps", 2, workspace_operator::devcluster::FaultKind::ServerError);
+    c.server.faults().fail_next("watch", "configmaps", 2, devcluster::FaultKind::ServerError);
     c.server.faults().drop_watches();
     api.create(&PostParams::default(), &cm("late", 7)).await.unwrap();
     c.server.compact();
@@ -108,7 +106,7 @@ async fn reflector_over_paginated_list_survives_drops_and_410() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_semantics_on_the_wire() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     let client = c.server.client();
     create_many(&client, "w", 3).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "w");
@@ -146,7 +144,7 @@ async fn watch_semantics_on_the_wire() {
 /// sees every change once and in order, and no update is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_and_watchers() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     let client = c.server.client();
     create_many(&client, "busy", 10_000).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");

@@ -1,9 +1,7 @@
 //! Bad input, table-driven: every invalid Workspace is refused at admission with a message that
 //! names the field, or reported as Failed with a stateReason; nothing foreign is touched.
 
-mod common;
-
-use common::wait_status;
+use crate::common::wait_status;
 
 enum Expect {
     /// kubectl apply fails; stderr contains both strings (the field and the rule).
@@ -13,10 +11,9 @@ enum Expect {
 }
 use Expect::*;
 
+/// A Workspace in `bad` whose whole spec is `spec`, as written.
 fn ws(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: workspaces.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: {name}\n  namespace: bad\nspec:\n{spec}"
-    )
+    crate::common::ws(name).in_ns("bad").spec_yaml(spec).yaml()
 }
 
 fn long(n: usize) -> String {
@@ -25,7 +22,7 @@ fn long(n: usize) -> String {
 
 #[test]
 fn invalid_workspaces_are_refused_or_failed() {
-    let (c, op) = common::with_operator();
+    let (c, op) = crate::common::with_operator();
     c.ok(&["create", "namespace", "bad"]);
     c.ok(&["create", "namespace", "foreign"]);
     c.apply(&ws("holder", "  owner: o\n  isDefault: true\n"));

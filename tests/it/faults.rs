@@ -1,14 +1,12 @@
 //! Faults from the local API server: each scenario ends with every Workspace in its desired
 //! state, nothing duplicated and nothing lost.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator};
-use workspace_operator::devcluster::FaultKind;
+use crate::common::{Cluster, Operator};
+use devcluster::FaultKind;
 
 const N: usize = 24;
 
@@ -16,11 +14,7 @@ fn create_all(c: &Cluster, prefix: &str) {
     let mut manifest = String::new();
     for i in 0..N {
         manifest.push_str("---\n");
-        manifest.push_str(&common::workspace(
-            &format!("{prefix}-{i:02}"),
-            "default",
-            "  resourceLimits: {pods: \"4\"}\n",
-        ));
+        manifest.push_str(&crate::common::ws(&format!("{prefix}-{i:02}")).limit("pods", "4").yaml());
     }
     // Injected faults hit kubectl too; like a user, apply again until every object is in.
     c.eventually("all Workspaces created", Duration::from_secs(30), || {
@@ -54,7 +48,7 @@ fn assert_converged(c: &Cluster, prefix: &str) -> Duration {
 
 #[test]
 fn ten_percent_server_errors() {
-    let (c, _op) = common::with_operator();
+    let (c, _op) = crate::common::with_operator();
     c.server.faults().fail_next("", "", 100_000, FaultKind::EveryNth(10));
     create_all(&c, "err");
     let took = assert_converged(&c, "err");
@@ -63,7 +57,7 @@ fn ten_percent_server_errors() {
 
 #[test]
 fn throttling_with_retry_after() {
-    let (c, _op) = common::with_operator();
+    let (c, _op) = crate::common::with_operator();
     c.server.faults().fail_next("patch", "workspaces", 30, FaultKind::Throttle(1));
     c.server.faults().fail_next("create", "namespaces", 10, FaultKind::Throttle(1));
     create_all(&c, "slow");
@@ -73,9 +67,9 @@ fn throttling_with_retry_after() {
 
 #[test]
 fn watches_dropped_and_history_compacted() {
-    let (c, _op) = common::with_operator();
+    let (c, _op) = crate::common::with_operator();
     let stop = Arc::new(AtomicBool::new(false));
-    let state = c.server.state().clone();
+    let state = c.server.handle().clone();
     let stopper = stop.clone();
     let url = c.server.url().to_string();
     let dropper = std::thread::spawn(move || {
@@ -85,7 +79,7 @@ fn watches_dropped_and_history_compacted() {
             state.faults().drop_watches();
             n += 1;
             if n % 3 == 0 {
-                state.compact_history();
+                state.compact();
             }
         }
         drop(url);
@@ -96,13 +90,13 @@ fn watches_dropped_and_history_compacted() {
     let _ = dropper.join();
     // Changes after the storm are still seen.
     c.ok(&["patch", "ws", "drop-00", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Deactivated\"}}"]);
-    common::wait_status(&c, "default", "drop-00", "Deactivated");
+    crate::common::wait_status(&c, "default", "drop-00", "Deactivated");
     eprintln!("watches dropped every 0.7 s, compacted every 2.1 s: converged in {took:?}");
 }
 
 #[test]
 fn concurrent_edits_conflict_and_converge() {
-    let (c, _op) = common::with_operator();
+    let (c, _op) = crate::common::with_operator();
     create_all(&c, "edit");
     // Users annotate Workspaces while the operator writes them: its preconditioned writes 409.
     for round in 0..3 {
@@ -116,7 +110,7 @@ fn concurrent_edits_conflict_and_converge() {
 
 #[test]
 fn operator_stopped_mid_provisioning_and_restarted() {
-    let (c, op) = common::with_operator();
+    let (c, op) = crate::common::with_operator();
     // Slow every request down so the kill lands in the middle of provisioning.
     c.server.faults().set_latency(Duration::from_millis(30));
     create_all(&c, "kill");
@@ -134,8 +128,8 @@ fn operator_stopped_mid_provisioning_and_restarted() {
 
 #[test]
 fn stop_requested_while_the_api_server_fails() {
-    let c = Cluster::start(false);
-    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    let c = Cluster::start();
+    c.ok(&["apply", "-f", crate::common::CRD]);
     // Every request fails, so the operator's caches never sync before it is told to stop.
     c.server.faults().fail_next("", "", 1_000_000, FaultKind::ServerError);
     let op = Operator::start(&c);

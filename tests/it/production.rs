@@ -1,15 +1,13 @@
 //! The operator as it runs in a pod: its own process, `/metrics` and health probes, JSON logs,
 //! SIGTERM, and a leader that is paused past its lease.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::Cluster;
-use workspace_operator::devcluster::{FaultKind, WRITE_VERBS};
+use crate::common::Cluster;
+use devcluster::{FaultKind, WRITE_VERBS};
 
 struct Process {
     child: Child,
@@ -53,7 +51,7 @@ impl Process {
     /// Wait for the process to exit; its exit code.
     fn exit_code(&mut self, within: Duration) -> Option<i32> {
         let child = &mut self.child;
-        common::eventually("the operator to exit", within, || child.try_wait().ok().flatten()).code()
+        crate::common::eventually("the operator to exit", within, || child.try_wait().ok().flatten()).code()
     }
 }
 
@@ -70,8 +68,8 @@ fn metric(body: &str, prefix: &str) -> Option<f64> {
 
 /// A cluster with the Workspace CRD, and `replica-a` started with leader election and leading.
 fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
-    let c = Cluster::start(false);
-    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
+    let c = Cluster::start();
+    c.ok(&["apply", "-f", crate::common::CRD]);
     let a = Process::start(&c, "replica-a", &["--leader-elect"], &dir.join("a.log"));
     c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
     (c, a)
@@ -81,8 +79,8 @@ fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
 fn leader_and_standby(dir: &Path, first: &str) -> (Cluster, Process, Process) {
     let (c, a) = led_by_replica_a(dir);
     let b = Process::start(&c, "replica-b", &["--leader-elect"], &dir.join("b.log"));
-    c.apply(&common::workspace(first, "default", ""));
-    common::wait_status(&c, "default", first, "Available");
+    c.apply(&crate::common::ws(first).yaml());
+    crate::common::wait_status(&c, "default", first, "Available");
     (c, a, b)
 }
 
@@ -92,22 +90,22 @@ fn holder(c: &Cluster) -> String {
 
 #[test]
 fn metrics_probes_and_json_logs() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("operator.log");
     let p = Process::start(&c, "solo", &["--log-format", "json"], &log);
     // Live at once; not ready while the CRD is missing.
-    let (code, _) = common::eventually("/healthz", Duration::from_secs(10), || p.get("/healthz"));
+    let (code, _) = crate::common::eventually("/healthz", Duration::from_secs(10), || p.get("/healthz"));
     assert_eq!(code, 200);
     assert_eq!(p.get("/readyz").expect("/readyz").0, 503, "ready without the CRD");
-    c.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml")]);
-    common::eventually("/readyz 200", Duration::from_secs(20), || (p.get("/readyz")?.0 == 200).then_some(()));
+    c.ok(&["apply", "-f", crate::common::CRD]);
+    crate::common::eventually("/readyz 200", Duration::from_secs(20), || (p.get("/readyz")?.0 == 200).then_some(()));
 
     // One failed attempt (an injected 500 on the namespace create), then success.
     c.server.faults().fail_next("create", "namespaces", 1, FaultKind::ServerError);
-    c.apply(&common::workspace("observed", "default", ""));
-    common::wait_status(&c, "default", "observed", "Available");
-    let body = common::eventually("metrics after the reconcile", Duration::from_secs(10), || {
+    c.apply(&crate::common::ws("observed").yaml());
+    crate::common::wait_status(&c, "default", "observed", "Available");
+    let body = crate::common::eventually("metrics after the reconcile", Duration::from_secs(10), || {
         let (_, body) = p.get("/metrics")?;
         (metric(&body, "workspace_operator_workspaces{status=\"Available\"}")? >= 1.0).then_some(body)
     });
@@ -136,8 +134,8 @@ fn metrics_probes_and_json_logs() {
 fn sigterm_releases_the_lease_and_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut p) = led_by_replica_a(dir.path());
-    c.apply(&common::workspace("term", "default", ""));
-    common::wait_status(&c, "default", "term", "Available");
+    c.apply(&crate::common::ws("term").yaml());
+    crate::common::wait_status(&c, "default", "term", "Available");
     let (_, body) = p.get("/metrics").expect("metrics");
     assert_eq!(metric(&body, "workspace_operator_leader"), Some(1.0), "{body}");
 
@@ -157,8 +155,8 @@ fn leader_killed_standby_takes_over() {
     a.child.kill().expect("kill -9 the leader");
     let killed = Instant::now();
     let _ = a.child.wait();
-    c.apply(&common::workspace("after", "default", ""));
-    common::wait_status(&c, "default", "after", "Available");
+    c.apply(&crate::common::ws("after").yaml());
+    crate::common::wait_status(&c, "default", "after", "Available");
     let failover = killed.elapsed();
     assert_eq!(holder(&c), "replica-b");
     assert!(failover < Duration::from_secs(30), "failover took {failover:?}");
@@ -178,15 +176,15 @@ fn paused_leader_is_replaced_and_never_writes_again() {
     // A hung leader: it neither renews nor steps down.
     a.signal("-STOP");
     c.eventually("replica-b to take over", Duration::from_secs(40), || (holder(&c) == "replica-b").then_some(()));
-    c.apply(&common::workspace("second", "default", ""));
-    common::wait_status(&c, "default", "second", "Available");
+    c.apply(&crate::common::ws("second").yaml());
+    crate::common::wait_status(&c, "default", "second", "Available");
 
     // With the new leader gone too, a Workspace arrives that nobody has reconciled. The old
     // leader resumes with a stale belief in its lease and work in its queue: it must not act on
     // it, and exits for a clean restart when it sees the lease is not its own.
     drop(b);
     c.server.counters().start_log();
-    c.apply(&common::workspace("third", "default", ""));
+    c.apply(&crate::common::ws("third").yaml());
     // Its first look at the lease is slow, so the queued work is reached before the answer.
     c.server.faults().fail_next("get", "leases", 1, FaultKind::Delay(3000));
     a.signal("-CONT");

@@ -1,13 +1,11 @@
 //! Every sample under crds/samples/ applies cleanly to a fresh cluster and settles in the state
 //! it asks for.
 
-mod common;
-
 use serde_json::Value;
 
 #[test]
 fn samples_apply_and_settle() {
-    let (c, _op) = common::with_operator();
+    let (c, _op) = crate::common::with_operator();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/samples");
     let mut files: Vec<_> = std::fs::read_dir(dir).expect("samples").map(|e| e.expect("entry").path()).collect();
     files.sort();
@@ -21,7 +19,7 @@ fn samples_apply_and_settle() {
             let ns = ws["metadata"]["namespace"].as_str().unwrap();
             let name = ws["metadata"]["name"].as_str().unwrap();
             let want = ws["spec"]["desiredState"].as_str().unwrap_or("Available");
-            common::wait_status(&c, ns, name, want);
+            crate::common::wait_status(&c, ns, name, want);
             assert_eq!(
                 c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.conditions[?(@.type==\"Ready\")].status}"),
                 "True",

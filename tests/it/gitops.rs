@@ -1,14 +1,13 @@
 //! GitOps: Argo CD's health script (run by a real Lua interpreter) on real Workspace objects,
 //! the conditions kstatus reads, and no drift from the operator's own writes.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use workspace_operator::crd::DesiredState;
 
-const LUA: &str = include_str!("../charts/workspace-operator/files/argocd-health.lua");
+const LUA: &str = include_str!("../../charts/workspace-operator/files/argocd-health.lua");
 
 fn health(objs: &[Value]) -> Vec<Value> {
     let python = std::env::var("HELM_PYTHON")
@@ -31,15 +30,15 @@ fn health(objs: &[Value]) -> Vec<Value> {
 
 #[test]
 fn argocd_health_kstatus_conditions_and_no_drift() {
-    assert!(include_str!("../README.md").contains(LUA), "the README shows the tested script");
-    let (c, _op) = common::with_operator();
+    assert!(include_str!("../../README.md").contains(LUA), "the README shows the tested script");
+    let (c, _op) = crate::common::with_operator();
     c.ok(&["create", "namespace", "taken"]);
-    c.apply(&common::workspace("ok", "default", ""));
-    c.apply(&common::workspace("paused", "default", "  desiredState: Deactivated\n"));
-    c.apply(&common::workspace("bad", "default", "  namespace: taken\n"));
-    common::wait_status(&c, "default", "ok", "Available");
-    common::wait_status(&c, "default", "paused", "Deactivated");
-    common::wait_status(&c, "default", "bad", "Failed");
+    c.apply(&crate::common::ws("ok").yaml());
+    c.apply(&crate::common::ws("paused").desired(DesiredState::Deactivated).yaml());
+    c.apply(&crate::common::ws("bad").namespace("taken").yaml());
+    crate::common::wait_status(&c, "default", "ok", "Available");
+    crate::common::wait_status(&c, "default", "paused", "Deactivated");
+    crate::common::wait_status(&c, "default", "bad", "Failed");
     let get = |n: &str| -> Value { serde_json::from_str(&c.ok(&["get", "ws", n, "-o", "json"])).unwrap() };
     let (ok, off, bad) = (get("ok"), get("paused"), get("bad"));
     let mut fresh = ok.clone();
@@ -62,6 +61,6 @@ fn argocd_health_kstatus_conditions_and_no_drift() {
     }
 
     // The operator's labels, finalizer and status are no drift against the applied manifest.
-    let out = c.with_stdin(&["diff", "-f", "-"], &common::workspace("ok", "default", ""));
+    let out = c.with_stdin(&["diff", "-f", "-"], &crate::common::ws("ok").yaml());
     assert!(out.status.success(), "kubectl diff shows drift:\n{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -1,13 +1,13 @@
 //! The local API server, driven by the real kubectl binary with a CRD of the tests' own.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, WIDGET_CRD, widget};
+use devcluster::testkit::Cluster;
+
+use crate::widgets::{WIDGET_CRD, widget};
 
 fn with_widgets() -> Cluster {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     c.apply(WIDGET_CRD);
     c.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]);
     c
@@ -254,7 +254,7 @@ fn wait_watch_finalizers_and_namespace_cascade() {
 
 #[test]
 fn imperative_creates_send_protobuf() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     c.ok(&["create", "namespace", "pb"]);
     c.ok(&["create", "secret", "generic", "s1", "-n", "pb", "--from-literal=password=hunter2"]);
     c.ok(&["create", "configmap", "c1", "-n", "pb", "--from-literal=k=v"]);
@@ -277,7 +277,7 @@ fn deployment(image: &str, env: &[(&str, &str)], sidecar: bool) -> String {
 
 #[test]
 fn client_side_apply_of_builtins_uses_strategic_merge() {
-    let c = Cluster::start(false);
+    let c = Cluster::start();
     c.apply(&deployment("nginx:1.27", &[("A", "1"), ("B", "2")], false));
     // Someone else adds a container and a label; a re-apply must keep what it never managed.
     c.ok(&[

@@ -1,0 +1,227 @@
+//! Apply: bring the cluster to the built children with as few requests as possible. One generic
+//! applier for every namespaced child compares with the cache, writes only the difference, and
+//! prunes only what the observation found to be the Workspace's; the namespace, which is created
+//! rather than applied, has its own small steps.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::info;
+
+use crate::controller::error::ApplyError;
+use crate::controller::observe::get_namespace;
+use crate::controller::{Context, Key};
+use crate::labels;
+
+/// The kinds of object a Workspace has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Namespace,
+    RoleBinding,
+    ResourceQuota,
+}
+
+/// One child object, by kind, namespace and name: what an error names and what an expectation
+/// is kept for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChildRef {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ChildRef {
+    pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        ChildRef { kind, namespace: namespace.map(String::from), name: name.into() }
+    }
+
+    fn namespace(name: &str) -> Self {
+        ChildRef::new(Kind::Namespace, None, name)
+    }
+}
+
+impl fmt::Display for ChildRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        match &self.namespace {
+            Some(ns) => write!(f, "{kind} {ns}/{}", self.name),
+            None => write!(f, "{kind} {}", self.name),
+        }
+    }
+}
+
+/// A namespaced child the generic applier keeps in step.
+pub trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + fmt::Debug
+{
+    const KIND: Kind;
+
+    /// Does the cached object already carry what `want` says, apart from labels and annotations?
+    fn same_content(have: &Self, want: &Self) -> bool;
+
+    /// Must `have` be deleted before `want` can be written (a field that cannot change)?
+    fn replaces(_have: &Self, _want: &Self) -> bool {
+        false
+    }
+}
+
+impl Child for RoleBinding {
+    const KIND: Kind = Kind::RoleBinding;
+
+    fn same_content(have: &Self, want: &Self) -> bool {
+        have.role_ref == want.role_ref && have.subjects == want.subjects
+    }
+
+    /// roleRef is immutable.
+    fn replaces(have: &Self, want: &Self) -> bool {
+        have.role_ref != want.role_ref
+    }
+}
+
+impl Child for ResourceQuota {
+    const KIND: Kind = Kind::ResourceQuota;
+
+    fn same_content(have: &Self, want: &Self) -> bool {
+        let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
+        hard(have) == hard(want)
+    }
+}
+
+fn child_ref<K: Child>(namespace: &str, name: &str) -> ChildRef {
+    ChildRef::new(K::KIND, Some(namespace), name)
+}
+
+/// Is every label and annotation of `want` on `have` (others may be there too)?
+fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
+    let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| w.iter().all(|(k, v)| h.get(k) == Some(v));
+    sub(have.labels(), want.labels()) && sub(have.annotations(), want.annotations())
+}
+
+/// Make the Workspace's children of one kind in `namespace` exactly `want`: apply what differs
+/// from `have` (the cached ones that are the Workspace's), delete the rest. Returns true when a
+/// write of a moment ago has yet to show in the cache (the reconcile comes back for it).
+pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[Arc<K>]) -> Result<bool, ApplyError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut settling = false;
+    for w in want {
+        let name = w.name_any();
+        let key = Key::Child(child_ref::<K>(namespace, &name));
+        let current = have.iter().find(|h| h.name_any() == name);
+        if current.is_some_and(|h| K::same_content(h, w) && labelled_as(&**h, w)) {
+            ctx.expect.forget(&key);
+            continue;
+        }
+        if ctx.expect.pending(&key, current.and_then(|h| h.resource_version()).as_deref()) {
+            settling = true;
+            continue;
+        }
+        if let Some(h) = current
+            && K::replaces(h, w)
+        {
+            delete_child(&api, child_ref::<K>(namespace, &name)).await?;
+        }
+        let written = api
+            .patch(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(w))
+            .await
+            .map_err(|source| ApplyError::Write { child: child_ref::<K>(namespace, &name), source })?;
+        ctx.expect.wrote(&key, written.resource_version());
+    }
+    for h in have.iter().filter(|h| !want.iter().any(|w| w.name_any() == h.name_any())) {
+        let key = Key::Child(child_ref::<K>(namespace, &h.name_any()));
+        if ctx.expect.pending(&key, h.resource_version().as_deref()) {
+            settling = true;
+            continue;
+        }
+        delete_child(&api, child_ref::<K>(namespace, &h.name_any())).await?;
+        ctx.expect.wrote(&key, None);
+    }
+    Ok(settling)
+}
+
+/// Delete, taking "already gone" for success.
+async fn delete_child<K: Child>(api: &Api<K>, child: ChildRef) -> Result<(), ApplyError> {
+    match api.delete(&child.name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(source) => Err(ApplyError::Delete { child, source }),
+    }
+}
+
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Create the namespace, or on 409 return the one that exists, whoever it belongs to.
+pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespace, ApplyError> {
+    let name = want.name_any();
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.create(&PostParams::default(), want).await {
+        Ok(ns) => {
+            info!(namespace = name, "created namespace");
+            Ok(ns)
+        }
+        Err(e) if is_status(&e, 409) => match get_namespace(ctx, &name).await {
+            Ok(Some(ns)) => Ok(ns),
+            // Gone again between the two requests, or unreadable: the retry starts over.
+            _ => Err(ApplyError::Create { child: ChildRef::namespace(&name), source: e }),
+        },
+        Err(source) => Err(ApplyError::Create { child: ChildRef::namespace(&name), source }),
+    }
+}
+
+/// Labels and annotations as `want` has them: records adoption and repairs hand edits. The
+/// namespace keeps how it came to be the operator's (its management label), whatever `want` says.
+pub async fn label_namespace(ctx: &Context, ns: Namespace, want: &Namespace) -> Result<Namespace, ApplyError> {
+    let mut want_labels = want.labels().clone();
+    if let Some(m) = ns.labels().get(labels::MANAGEMENT) {
+        want_labels.insert(labels::MANAGEMENT.into(), m.clone());
+    }
+    let differs = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+        want.iter().any(|(k, v)| have.get(k) != Some(v))
+    };
+    if !differs(ns.labels(), &want_labels) && !differs(ns.annotations(), want.annotations()) {
+        return Ok(ns);
+    }
+    let name = ns.name_any();
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"labels": want_labels, "annotations": want.annotations()}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| ApplyError::Write { child: ChildRef::namespace(&name), source })
+}
+
+/// Give an adopted namespace back as it was found: the operator's labels and annotations go.
+pub async fn release_namespace(ctx: &Context, name: &str) -> Result<(), ApplyError> {
+    let mut labels_patch = serde_json::Map::new();
+    for k in [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME, labels::MANAGEMENT] {
+        labels_patch.insert(k.into(), serde_json::Value::Null);
+    }
+    let patch = json!({"metadata": {"labels": labels_patch,
+        "annotations": {labels::WORKSPACE_ANNOTATION: null, labels::UID_ANNOTATION: null}}});
+    Api::<Namespace>::all(ctx.client.clone())
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| ApplyError::Write { child: ChildRef::namespace(name), source })
+}
+
+pub async fn delete_namespace(ctx: &Context, name: &str) -> Result<(), ApplyError> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            info!(namespace = name, "deleting namespace");
+            Ok(())
+        }
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(source) => Err(ApplyError::Delete { child: ChildRef::namespace(name), source }),
+    }
+}

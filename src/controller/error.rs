@@ -1,0 +1,82 @@
+//! What can go wrong in a reconcile, one enum per step. Each error keeps the `kube::Error` it
+//! came from as its source, and has a category: the stable PascalCase name used as the metric
+//! label and as the reason of the Event that reports it.
+
+use crate::controller::apply::ChildRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+/// Reading what the caches cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("reading namespace {name}: {source}")]
+    Namespace { name: String, source: kube::Error },
+}
+
+/// Writing the Workspace's children.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("creating {child}: {source}")]
+    Create { child: ChildRef, source: kube::Error },
+    #[error("writing {child}: {source}")]
+    Write { child: ChildRef, source: kube::Error },
+    #[error("deleting {child}: {source}")]
+    Delete { child: ChildRef, source: kube::Error },
+}
+
+/// Writing the Workspace itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing the Workspace's labels and finalizer: {0}")]
+    Metadata(#[source] kube::Error),
+    #[error("writing the Workspace's status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("removing the Workspace's finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Observe(ObserveError::Namespace { .. }) => "ReadFailed",
+            Error::Apply(ApplyError::Create { .. }) => "CreateFailed",
+            Error::Apply(ApplyError::Write { .. }) => "WriteFailed",
+            Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
+            Error::Report(ReportError::Metadata(_)) => "MetadataUpdateFailed",
+            Error::Report(ReportError::Status(_)) => "StatusUpdateFailed",
+            Error::Report(ReportError::Finalizer(_)) => "FinalizerFailed",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::controller::apply::Kind;
+
+    fn api_error() -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("rolebindings is forbidden", "Forbidden").with_code(403).boxed())
+    }
+
+    #[test]
+    fn errors_keep_their_source_and_name_the_object() {
+        let child = ChildRef::new(Kind::RoleBinding, Some("ws-1"), "workspace-admins");
+        let e = Error::from(ApplyError::Write { child, source: api_error() });
+        assert_eq!(e.category(), "WriteFailed");
+        assert!(e.to_string().starts_with("writing rolebinding ws-1/workspace-admins: "), "{e}");
+        let source = e.source().expect("the kube error is kept as the source");
+        assert!(source.to_string().contains("forbidden"), "{source}");
+    }
+}

@@ -1,0 +1,395 @@
+//! The Workspace controller: wiring (watches, caches, context), `reconcile` and `error_policy`.
+//!
+//! A reconcile is a pipeline of small steps, one module each:
+//! `observe` (the caches, read once) → `plan` (pure: proceed or blocked) → `build` (pure: the
+//! desired children) → `apply` (one generic applier, writes only the difference) → `report`
+//! (labels, status, Event). Reconciling an up-to-date Workspace makes no write requests.
+
+pub mod apply;
+pub mod build;
+pub mod error;
+pub mod expectations;
+pub mod index;
+pub mod observe;
+pub mod plan;
+pub mod report;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+pub use build::Settings;
+use build::{Children, Goal};
+use error::{Error, Result};
+use observe::{Observation, Seen};
+use plan::{Ownership, Plan};
+use status::Outcome;
+
+use crate::crd::{DesiredState, Management, State, StateReason, Workspace};
+use crate::events::Recorder;
+use crate::labels;
+use crate::metrics::Metrics;
+use expectations::Expectations;
+use index::ByNamespace;
+
+/// Operator settings from flags.
+#[derive(Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// How many Workspaces are reconciled at once.
+    pub concurrency: u16,
+    /// Limit the Workspaces watched to one namespace (None: all).
+    pub namespace: Option<String>,
+    pub metrics: Option<Arc<Metrics>>,
+    /// With leader election: reconcile only while the lease is ours.
+    pub fence: Option<crate::leader::Fence>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { settings: Settings::default(), concurrency: 16, namespace: None, metrics: None, fence: None }
+    }
+}
+
+/// What an expectation (a write not yet seen in the caches) is kept for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A Workspace, by `namespace/name`.
+    Workspace(String),
+    Child(apply::ChildRef),
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    recorder: Recorder,
+    workspaces: Store<Workspace>,
+    namespaces: Store<Namespace>,
+    bindings: Store<RoleBinding>,
+    bindings_by_ns: ByNamespace,
+    quotas: Store<ResourceQuota>,
+    /// Consecutive failures per Workspace, for exponential backoff (reset on success).
+    failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
+    /// Writes the caches have not shown yet.
+    expect: Expectations<Key>,
+    pub metrics: Arc<Metrics>,
+    fence: Option<crate::leader::Fence>,
+}
+
+/// Cached objects carry what reconciles read and nothing else: managedFields and the
+/// last-applied annotation are most of an object's size and are never needed here.
+fn strip<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The Workspace named in a child's annotation.
+fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Workspace>> {
+    let key = obj.annotations().get(labels::WORKSPACE_ANNOTATION)?;
+    let (ns, name) = key.split_once('/')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Run the controller until `shutdown` resolves (in-flight reconciles are finished first).
+pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let workspaces: Api<Workspace> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
+    let (ws_store, ws_writer) = reflector::store();
+    let ws_stream = watcher(workspaces, watcher::Config::default())
+        .default_backoff()
+        .modify(strip)
+        .reflect(ws_writer)
+        .touched_objects();
+    let (ns_store, ns_writer) = reflector::store();
+    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
+        .default_backoff()
+        // Namespace status only repeats deletionTimestamp, which is in the metadata.
+        .modify(|ns: &mut Namespace| {
+            strip(ns);
+            ns.status = None;
+        })
+        .reflect(ns_writer)
+        .touched_objects();
+    let (rb_store, rb_writer) = reflector::store();
+    let rb_index = ByNamespace::default();
+    let indexer = rb_index.clone();
+    let rb_stream = watcher(Api::<RoleBinding>::all(client.clone()), children.clone())
+        .default_backoff()
+        .modify(strip)
+        .inspect_ok(move |ev| indexer.apply(ev))
+        .reflect(rb_writer)
+        .touched_objects();
+    let (q_store, q_writer) = reflector::store();
+    let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children)
+        .default_backoff()
+        // Quotas are compared by spec; the status (hard and used, rewritten by the quota
+        // controller) is most of a quota's size.
+        .modify(|q: &mut ResourceQuota| {
+            strip(q);
+            q.status = None;
+        })
+        .reflect(q_writer)
+        .touched_objects();
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), labels::FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+        client,
+        settings: config.settings.clone(),
+        workspaces: ws_store.clone(),
+        namespaces: ns_store,
+        bindings: rb_store,
+        bindings_by_ns: rb_index,
+        quotas: q_store,
+        failures: Mutex::default(),
+        expect: Expectations::default(),
+        metrics: config.metrics.clone().unwrap_or_default(),
+        fence: config.fence.clone(),
+    });
+    let shutdown = shutdown.shared();
+    let synced = ws_store.clone();
+    // kube-runtime holds its runner until the Workspace cache has synced; a stop that comes
+    // before then would wait for a sync that can no longer happen, so end at once instead
+    // (nothing can be in flight yet).
+    let stop_unsynced = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            if !is_synced(&synced) {
+                return;
+            }
+            future::pending::<()>().await
+        }
+    };
+    let controller = Controller::for_stream(ws_stream, ws_store)
+        .watches_stream(ns_stream, |o| owner_of(&o))
+        .watches_stream(rb_stream, |o| owner_of(&o))
+        .watches_stream(q_stream, |o| owner_of(&o))
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| {
+            if let Err(e) = res {
+                warn!(error = %e, "reconcile stream");
+            }
+            future::ready(())
+        });
+    tokio::select! {
+        _ = controller => {}
+        _ = stop_unsynced => info!("stopped before the Workspace cache synced"),
+    }
+}
+
+/// Run until the process is stopped.
+pub async fn run(client: Client, config: Config) {
+    run_until(client, config, future::pending()).await
+}
+
+#[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), workspace = ws.name_any()))]
+async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    if ctx.fence.as_ref().is_some_and(|f| !f.holds()) {
+        // Leadership lapsed; the process is stepping down and a new leader reconciles this.
+        warn!("lease not renewed in time: not reconciling");
+        return Ok(Action::await_change());
+    }
+    // Until the child caches have synced, a missing child means nothing: a reconcile right
+    // after a start would re-create what exists (the Controller only waits for Workspaces).
+    // Check without waiting: these caches fill only while the Controller polls its streams,
+    // which it stops doing while every reconcile slot is taken.
+    if !(is_synced(&ctx.namespaces) && is_synced(&ctx.bindings) && is_synced(&ctx.quotas)) {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let _timer = ctx.metrics.reconcile_timer();
+    if ctx.expect.pending(&report::workspace_key(&ws), ws.resource_version().as_deref()) {
+        // Our own last write has not reached the cache; its watch event will bring us back.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let result = if ws.metadata.deletion_timestamp.is_some() {
+        finalize(&ws, &ctx).await
+    } else {
+        reconcile_live(&ws, &ctx).await
+    };
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(&*ws));
+        ctx.metrics.reconciled();
+    }
+    result
+}
+
+/// Has this cache completed its first list? Answers at once, never waits.
+fn is_synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(err.category());
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(ObjectRef::from_obj(&*ws)).or_default();
+    *n = n.saturating_add(1);
+    let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10))).min(Duration::from_secs(300));
+    warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+// ----- the Workspace alive -----------------------------------------------------------------------
+
+async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
+    let mut ws = cached.clone();
+    let obs = observe::observe(&ws, ctx, false).await?;
+    let plan = plan::plan(&ws, &obs);
+    let predicted = match &plan {
+        Plan::Blocked(o) => o.state,
+        Plan::Provision(_) => status::goal(ws.spec.desired_state),
+    };
+    // The finalizer goes on before anything is created, so nothing can be left behind.
+    report::metadata(&mut ws, ctx, predicted).await?;
+    let (outcome, settling) = match plan {
+        Plan::Blocked(o) => (o, false),
+        Plan::Provision(found) => match provision(&ws, ctx, &obs, found).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Say so, then retry with backoff: the status stays truthful while it fails.
+                let failing = Outcome::new(State::Provisioning, StateReason::ProvisioningFailed, e.to_string());
+                let reported = async {
+                    report::metadata(&mut ws, ctx, failing.state).await?;
+                    report::status(&mut ws, ctx, &obs.target, &failing, Some(e.category())).await
+                };
+                if let Err(again) = reported.await {
+                    warn!(error = %again, "reporting a failed provisioning");
+                }
+                return Err(e);
+            }
+        },
+    };
+    if outcome.state != predicted {
+        report::metadata(&mut ws, ctx, outcome.state).await?;
+    }
+    report::status(&mut ws, ctx, &obs.target, &outcome, None).await?;
+    Ok(match (outcome.state, outcome.reason) {
+        _ if settling => Action::requeue(Duration::from_secs(2)),
+        (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
+        (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
+        (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),
+        _ => Action::requeue(Duration::from_secs(3600)),
+    })
+}
+
+/// Bring the namespace and its children to the desired state; report what was reached, and
+/// whether some write of a moment ago has yet to show in the caches.
+async fn provision(
+    ws: &Workspace,
+    ctx: &Context,
+    obs: &Observation,
+    found: Option<Box<Namespace>>,
+) -> Result<(Outcome, bool)> {
+    let target = obs.target.as_str();
+    let want_ns = build::namespace(ws, target);
+    let ns = match found {
+        Some(ns) => *ns,
+        None => apply::create_namespace(ctx, &want_ns).await?,
+    };
+    // A namespace that answered a create with 409 is looked at only now.
+    if let Ownership::Foreign(why) = plan::ownership(ws, &ns) {
+        return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
+    }
+    let ns = apply::label_namespace(ctx, ns, &want_ns).await?;
+    if ns.metadata.deletion_timestamp.is_some() {
+        let state = if ws.spec.desired_state == DesiredState::Deleted { State::Deleting } else { State::Provisioning };
+        let msg = format!("namespace {target} is terminating");
+        return Ok((Outcome::new(state, StateReason::NamespaceTerminating, msg), false));
+    }
+    if ws.spec.desired_state == DesiredState::Deleted && plan::deletable(ws, &ns) {
+        apply::sync(ctx, target, &[], &obs.bindings).await?;
+        apply::delete_namespace(ctx, target).await?;
+        let msg = format!("deleting namespace {target}");
+        return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
+    }
+    let goal = Goal::from(ws.spec.desired_state);
+    let settling = sync_children(ctx, obs, build::children(ws, &ctx.settings, target, goal)).await?;
+    let outcome = match goal {
+        Goal::Available => {
+            Outcome::new(State::Available, StateReason::Provisioned, format!("namespace {target} is ready"))
+        }
+        Goal::Deactivated => Outcome::new(
+            State::Deactivated,
+            StateReason::UserRequested,
+            format!("access to {target} revoked and new pods blocked; data kept"),
+        ),
+        Goal::Deleted | Goal::Released => Outcome::new(
+            State::Deleted,
+            StateReason::UserRequested,
+            format!("access to {target} revoked; namespace retained"),
+        ),
+    };
+    Ok((outcome, settling))
+}
+
+/// Every kind of child, applied in turn; true when some write has yet to show in the caches.
+async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> Result<bool> {
+    let Children { bindings, quota } = children;
+    let a = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
+    let have_quota: Vec<_> = obs.quota.iter().cloned().collect();
+    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have_quota).await?;
+    Ok(a || b)
+}
+
+// ----- the Workspace deleted ---------------------------------------------------------------------
+
+/// `kubectl delete`: revoke access, release or delete the namespace by policy, then let go.
+async fn finalize(cached: &Workspace, ctx: &Context) -> Result<Action> {
+    let mut ws = cached.clone();
+    if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let target = labels::target_namespace(&ws);
+    if ws.status.as_ref().and_then(|s| s.status) != Some(State::Deleting) {
+        let tearing = Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down");
+        report::status(&mut ws, ctx, &target, &tearing, None).await?;
+    }
+    if let Err(e) = teardown(&ws, ctx).await {
+        let outcome = Outcome::new(State::DeleteFailed, StateReason::DeletionFailed, e.to_string());
+        report::status(&mut ws, ctx, &target, &outcome, Some(e.category())).await?;
+        return Err(e);
+    }
+    report::release(&ws, ctx).await?;
+    Ok(Action::await_change())
+}
+
+async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
+    let obs = observe::observe(ws, ctx, true).await?;
+    let Seen::Found(ns) = &obs.namespace else { return Ok(()) };
+    // Never touch a namespace this Workspace does not own (a conflict, or another Workspace's).
+    if plan::ownership(ws, ns) != Ownership::Ours {
+        return Ok(());
+    }
+    if plan::deletable(ws, ns) {
+        apply::sync(ctx, &obs.target, &[], &obs.bindings).await?;
+        apply::delete_namespace(ctx, &obs.target).await?;
+        return Ok(());
+    }
+    sync_children(ctx, &obs, build::children(ws, &ctx.settings, &obs.target, Goal::Released)).await?;
+    if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Enrolled.as_str()) {
+        apply::release_namespace(ctx, &obs.target).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! Plan: what a reconcile may do, decided from the spec and the observation alone (pure). A
+//! Workspace proceeds, or it is blocked with the outcome to report: an invalid spec, a second
+//! default, or a namespace that is not its own.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+
+use crate::controller::observe::{Observation, Seen};
+use crate::controller::status::Outcome;
+use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
+use crate::labels;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Nothing is written to children: the outcome is known.
+    Blocked(Outcome),
+    /// Bring the children to the desired state, creating the namespace when `None`.
+    Provision(Option<Box<Namespace>>),
+}
+
+/// Blocked by the spec alone or by another Workspace, before any namespace is looked at.
+pub fn precheck(ws: &Workspace, older_default: Option<&str>) -> Option<Outcome> {
+    let invalid = invalid_quantities(ws);
+    if !invalid.is_empty() {
+        return Some(Outcome::new(State::Failed, StateReason::InvalidSpec, invalid.join("; ")));
+    }
+    older_default.map(|other| {
+        let msg = format!("Workspace {other} is already the default in this namespace");
+        Outcome::new(State::Failed, StateReason::DefaultConflict, msg)
+    })
+}
+
+/// A Workspace seen for the first time most likely has a new namespace too: create it without
+/// reading first, and look whose it is only if the create answers 409 (the cache holds only
+/// namespaces labelled as ours). Later reconciles read first, so a namespace found to be
+/// someone else's is not hit with a create on every retry.
+pub fn creates_blindly(ws: &Workspace) -> bool {
+    ws.status.is_none() && ws.spec.management == Management::Managed && ws.spec.desired_state != DesiredState::Deleted
+}
+
+pub fn plan(ws: &Workspace, obs: &Observation) -> Plan {
+    if let Some(blocked) = precheck(ws, obs.older_default.as_deref()) {
+        return Plan::Blocked(blocked);
+    }
+    let target = &obs.target;
+    match &obs.namespace {
+        Seen::Unread => Plan::Provision(None),
+        Seen::Missing => match (ws.spec.management, ws.spec.desired_state) {
+            (Management::Enrolled, _) => {
+                let msg = format!("namespace {target} to enroll does not exist");
+                Plan::Blocked(Outcome::new(State::Failed, StateReason::NamespaceNotFound, msg))
+            }
+            (_, DesiredState::Deleted) => {
+                let msg = format!("namespace {target} does not exist; nothing to keep");
+                Plan::Blocked(Outcome::new(State::Deleted, StateReason::UserRequested, msg))
+            }
+            _ => Plan::Provision(None),
+        },
+        Seen::Found(ns) => match ownership(ws, ns) {
+            Ownership::Foreign(why) => Plan::Blocked(Outcome::new(State::Failed, StateReason::NamespaceConflict, why)),
+            _ => Plan::Provision(Some(ns.clone())),
+        },
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ownership {
+    /// Recorded for this very Workspace.
+    Ours,
+    /// Kept from an earlier Workspace of the same namespace and name, or unowned and enrolled.
+    Adoptable,
+    Foreign(String),
+}
+
+pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
+    let name = ns.name_any();
+    let ann = ns.annotations();
+    let recorded_uid = ann.get(labels::UID_ANNOTATION);
+    let recorded_ws = ann.get(labels::WORKSPACE_ANNOTATION);
+    let key = labels::workspace_key(ws);
+    if recorded_uid.is_some() && recorded_uid == ws.metadata.uid.as_ref() {
+        return Ownership::Ours;
+    }
+    if recorded_ws == Some(&key) {
+        return Ownership::Adoptable;
+    }
+    match recorded_ws {
+        Some(other) => Ownership::Foreign(format!("namespace {name} belongs to Workspace {other}")),
+        None if recorded_uid.is_none() && ws.spec.management == Management::Enrolled => Ownership::Adoptable,
+        None => Ownership::Foreign(format!(
+            "namespace {name} already exists and was not created for this Workspace; set management: Enrolled to adopt it"
+        )),
+    }
+}
+
+/// The oldest default Workspace of a namespace wins; of `others` (the same namespace), the
+/// oldest default that is older than `ws`, if `ws` is a default too.
+pub fn older_default<'a>(ws: &Workspace, others: impl IntoIterator<Item = &'a Workspace>) -> Option<String> {
+    if !ws.spec.is_default {
+        return None;
+    }
+    let key = |w: &Workspace| (w.metadata.creation_timestamp.clone().map(|t| t.0), w.name_any());
+    let mine = key(ws);
+    others
+        .into_iter()
+        .filter(|w| w.namespace() == ws.namespace() && w.spec.is_default && w.metadata.deletion_timestamp.is_none())
+        .filter(|w| w.name_any() != ws.name_any() && key(w) < mine)
+        .map(|w| w.name_any())
+        .min()
+}
+
+/// Only a namespace the operator created for this very Workspace is ever deleted.
+pub fn deletable(ws: &Workspace, ns: &Namespace) -> bool {
+    ws.spec.deletion_policy == DeletionPolicy::Delete
+        && ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Managed.as_str())
+        && ns.annotations().get(labels::UID_ANNOTATION) == ws.metadata.uid.as_ref()
+}
+
+/// Quantities the schema pattern lets through but Kubernetes would not store (overflow).
+pub fn invalid_quantities(ws: &Workspace) -> Vec<String> {
+    let Some(l) = &ws.spec.resource_limits else {
+        return Vec::new();
+    };
+    [("cpu", &l.cpu), ("memory", &l.memory), ("pods", &l.pods), ("storage", &l.storage), ("gpu", &l.gpu)]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_ref().filter(|v| !quantity_fits(v)).map(|v| format!("resourceLimits.{k}: {v:?} is out of range"))
+        })
+        .collect()
+}
+
+/// Kubernetes stores quantities as int64 scaled values; far larger numbers are refused.
+fn quantity_fits(q: &str) -> bool {
+    let digits: String = q.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let exp = q.find(['e', 'E']).and_then(|i| q[i + 1..].parse::<i32>().ok()).unwrap_or(0);
+    digits.trim_start_matches('0').len() as i32 + exp <= 18
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::fixtures::ws;
+
+    /// A namespace with these labels and annotations.
+    fn ns(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
+        let map = |pairs: &[(&str, &str)]| -> Option<BTreeMap<String, String>> {
+            Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    const UID: &str = "u-1";
+    const OWNED: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, UID)];
+    const KEPT: [(&str, &str); 2] =
+        [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, "an-earlier-uid")];
+    const OTHERS: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/b"), (labels::UID_ANNOTATION, "u-2")];
+
+    fn created(w: crate::fixtures::WorkspaceFixture) -> Workspace {
+        w.stored(UID, "2026-01-01T00:00:00Z").build()
+    }
+
+    #[test]
+    fn ownership_of_a_namespace() {
+        let managed = created(ws("a"));
+        let enrolled = created(ws("a").enrolled("x"));
+        #[rustfmt::skip]
+        let table: Vec<(&str, &Workspace, Namespace, Option<Ownership>)> = vec![
+            ("recorded uid is ours", &managed, ns("x", &[], &OWNED), Some(Ownership::Ours)),
+            ("same name, earlier uid", &managed, ns("x", &[], &KEPT), Some(Ownership::Adoptable)),
+            ("another Workspace's", &managed, ns("x", &[], &OTHERS), None),
+            ("unrecorded, Managed", &managed, ns("x", &[], &[]), None),
+            ("unrecorded, Enrolled", &enrolled, ns("x", &[], &[]), Some(Ownership::Adoptable)),
+            ("a uid without a name, Enrolled", &enrolled, ns("x", &[], &[(labels::UID_ANNOTATION, "u-9")]), None),
+            ("another's, Enrolled", &enrolled, ns("x", &[], &OTHERS), None),
+        ];
+        for (case, w, n, want) in table {
+            let got = ownership(w, &n);
+            match want {
+                Some(o) => assert_eq!(got, o, "{case}"),
+                None => assert!(matches!(got, Ownership::Foreign(_)), "{case}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_namespaces_say_whose_they_are_and_what_to_do() {
+        let w = created(ws("a"));
+        let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &OTHERS)) else { panic!("foreign") };
+        assert_eq!(why, "namespace x belongs to Workspace default/b");
+        let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &[])) else { panic!("foreign") };
+        assert!(why.contains("set management: Enrolled to adopt it"), "{why}");
+    }
+
+    fn observed(namespace: Seen, older_default: Option<&str>) -> Observation {
+        Observation {
+            target: "x".into(),
+            namespace,
+            older_default: older_default.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    type Blocked = Option<(State, StateReason)>;
+
+    fn blocked(p: &Plan) -> Blocked {
+        match p {
+            Plan::Blocked(o) => Some((o.state, o.reason)),
+            Plan::Provision(_) => None,
+        }
+    }
+
+    #[test]
+    fn plan_for_each_case() {
+        use Seen::*;
+        let found = |a: &[(&str, &str)]| Found(Box::new(ns("x", &[], a)));
+        let f = Some((State::Failed, StateReason::NamespaceConflict));
+        #[rustfmt::skip]
+        let table: Vec<(&str, Workspace, Observation, Blocked)> = vec![
+            ("new namespace, not read", created(ws("a")), observed(Unread, None), None),
+            ("missing: create it", created(ws("a")), observed(Missing, None), None),
+            ("ours: provision", created(ws("a")), observed(found(&OWNED), None), None),
+            ("kept from an earlier uid", created(ws("a")), observed(found(&KEPT), None), None),
+            ("another's", created(ws("a")), observed(found(&OTHERS), None), f),
+            ("exists, unrecorded", created(ws("a")), observed(found(&[]), None), f),
+            ("enrolled, exists", created(ws("a").enrolled("x")), observed(found(&[]), None), None),
+            ("enrolled, missing", created(ws("a").enrolled("x")), observed(Missing, None),
+                Some((State::Failed, StateReason::NamespaceNotFound))),
+            ("deleted, nothing to keep", created(ws("a").desired(DesiredState::Deleted)), observed(Missing, None),
+                Some((State::Deleted, StateReason::UserRequested))),
+            ("second default", created(ws("a").default_workspace()), observed(found(&OWNED), Some("b")),
+                Some((State::Failed, StateReason::DefaultConflict))),
+            ("overflowing limit", created(ws("a").limit("cpu", "1e30")), observed(found(&OWNED), None),
+                Some((State::Failed, StateReason::InvalidSpec))),
+        ];
+        for (case, w, obs, want) in table {
+            assert_eq!(blocked(&plan(&w, &obs)), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn only_a_first_reconcile_of_a_managed_live_workspace_creates_blindly() {
+        let new = ws("a").build();
+        assert!(creates_blindly(&new));
+        assert!(!creates_blindly(&ws("a").reported(State::Failed, StateReason::NamespaceConflict).build()));
+        assert!(!creates_blindly(&ws("a").enrolled("x").build()));
+        assert!(!creates_blindly(&ws("a").desired(DesiredState::Deleted).build()));
+    }
+
+    #[test]
+    fn the_oldest_default_wins() {
+        let at = |name: &str, t: &str| ws(name).default_workspace().stored(name, t).build();
+        let first = at("first", "2026-01-01T00:00:00Z");
+        let second = at("second", "2026-01-02T00:00:00Z");
+        let twin = at("a-twin", "2026-01-02T00:00:00Z");
+        let plain = ws("plain").stored("p", "2025-01-01T00:00:00Z").build();
+        let elsewhere = ws("other").in_ns("org").default_workspace().stored("o", "2025-01-01T00:00:00Z").build();
+        let all = [&first, &second, &twin, &plain, &elsewhere];
+        assert_eq!(older_default(&first, all), None, "the oldest is the default");
+        assert_eq!(older_default(&second, all), Some("a-twin".into()), "same age: the name decides");
+        assert_eq!(older_default(&twin, all), Some("first".into()));
+        assert_eq!(older_default(&plain, all), None, "not a default, no conflict");
+        let gone = ws("first").default_workspace().stored("first", "2026-01-01T00:00:00Z").deleting().build();
+        assert_eq!(older_default(&twin, [&gone, &twin]), None, "a deleted default no longer counts");
+    }
+
+    #[test]
+    fn only_a_namespace_created_for_this_workspace_is_deletable() {
+        let delete = created(ws("a").deletion_policy(DeletionPolicy::Delete));
+        let retain = created(ws("a"));
+        let managed = [(labels::MANAGEMENT, "Managed")];
+        let enrolled = [(labels::MANAGEMENT, "Enrolled")];
+        #[rustfmt::skip]
+        let table: Vec<(&str, &Workspace, Namespace, bool)> = vec![
+            ("created for it, Delete", &delete, ns("x", &managed, &OWNED), true),
+            ("created for it, Retain", &retain, ns("x", &managed, &OWNED), false),
+            ("created for an earlier uid", &delete, ns("x", &managed, &KEPT), false),
+            ("enrolled", &delete, ns("x", &enrolled, &OWNED), false),
+            ("unlabelled", &delete, ns("x", &[], &OWNED), false),
+        ];
+        for (case, w, n, want) in table {
+            assert_eq!(deletable(w, &n), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn overflowing_quantities_are_reported() {
+        let w = ws("a").limit("cpu", "99999999999999999999").limit("memory", "1e30").build();
+        assert_eq!(invalid_quantities(&w).len(), 2);
+        let ok = ws("a").limit("cpu", "500m").limit("memory", "64Gi").build();
+        assert!(invalid_quantities(&ok).is_empty());
+    }
+}

@@ -1,0 +1,233 @@
+//! The HTTP face of the server: a request as the handlers see it, the reply they give, and the
+//! routing from URL and method to a resource and a verb (kube-apiserver's `endpoints` layer).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::{HeaderMap, Method};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::counters::RequestRecord;
+use crate::discovery;
+use crate::errors::{ApiError, Result};
+use crate::faults::FaultKind;
+use crate::list::expired_continue;
+use crate::registry::ApiServer;
+use crate::resources::Resource;
+
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn new(method: Method, path: String, query: &str, headers: HeaderMap, body: Bytes) -> Self {
+        // form_urlencoded decodes `+` as a space and tolerates kube-rs's empty `?&` pairs.
+        let query = form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Req { method, path, query, headers, body }
+    }
+
+    pub(crate) fn q(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        matches!(self.q(key), Some("true" | "1"))
+    }
+
+    pub(crate) fn header(&self, key: &str) -> &str {
+        self.headers.get(key).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub(crate) fn accept(&self) -> &str {
+        self.header("accept")
+    }
+
+    pub(crate) fn content_type(&self) -> &str {
+        self.header("content-type").split(';').next().unwrap_or("").trim()
+    }
+
+    pub(crate) fn wants_table(&self) -> bool {
+        // Walk Accept in order: the first supported entry wins.
+        for part in self.accept().split(',') {
+            let p = part.trim();
+            if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
+                return true;
+            }
+            if p.starts_with("application/json") || p.starts_with("*/*") || p.contains("protobuf") {
+                return false;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn wants_partial_metadata(&self) -> bool {
+        self.accept().split(',').next().is_some_and(|p| p.contains("as=PartialObjectMetadata"))
+    }
+
+    pub(crate) fn dry_run(&self) -> bool {
+        self.q("dryRun") == Some("All")
+    }
+}
+
+pub enum Reply {
+    Json { code: u16, body: Value, headers: Vec<(&'static str, String)> },
+    Raw { code: u16, content_type: &'static str, body: Vec<u8> },
+    Error(ApiError),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Reply {
+    pub(crate) fn ok(body: Value) -> Self {
+        Reply::Json { code: 200, body, headers: Vec::new() }
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Self {
+        Reply::Error(e)
+    }
+}
+/// The object part of a resource URL: namespace, name and subresource.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourcePath {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+enum Route {
+    Version,
+    Health,
+    Discovery(String),
+    OpenApiV3Root,
+    OpenApiV3(String),
+    Resource { group: String, version: String, plural: String, target: ResourcePath },
+    NotFound,
+}
+
+fn route(path: &str) -> Route {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        ["version"] => Route::Version,
+        ["healthz" | "readyz" | "livez", ..] => Route::Health,
+        ["api"] | ["api", "v1"] | ["apis"] | ["apis", _] | ["apis", _, _] => Route::Discovery(path.to_string()),
+        ["openapi", "v3"] => Route::OpenApiV3Root,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
+        ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
+    let s = |x: &&str| Some(x.to_string());
+    let (plural, target) = match rest {
+        // /api/v1/namespaces/{name}/status is the Namespace's own subresource.
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
+            ("namespaces", ResourcePath { namespace: None, name: s(name), sub: s(sub) })
+        }
+        ["namespaces", ns, plural, rest @ ..] => {
+            let (name, sub) = match rest {
+                [] => (None, None),
+                [n] => (s(n), None),
+                [n, sub] => (s(n), s(sub)),
+                _ => return Route::NotFound,
+            };
+            (*plural, ResourcePath { namespace: s(ns), name, sub })
+        }
+        [plural] => (*plural, ResourcePath { namespace: None, name: None, sub: None }),
+        [plural, name] => (*plural, ResourcePath { namespace: None, name: s(name), sub: None }),
+        [plural, name, sub] => (*plural, ResourcePath { namespace: None, name: s(name), sub: s(sub) }),
+        _ => return Route::NotFound,
+    };
+    Route::Resource { group: group.into(), version: version.into(), plural: plural.into(), target }
+}
+
+impl ApiServer {
+    pub async fn handle(self: &Arc<Self>, req: Req) -> Reply {
+        match route(&req.path) {
+            Route::Version => Reply::ok(json!({
+                "major": "1", "minor": "33", "gitVersion": "v1.33.0",
+                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
+                "platform": "linux/amd64",
+            })),
+            Route::Health => Reply::Raw { code: 200, content_type: "text/plain", body: b"ok".to_vec() },
+            Route::Discovery(path) => discovery::discovery(&self.catalogue(), &path, req.accept()),
+            Route::OpenApiV3Root => discovery::openapi_root(&self.catalogue()),
+            Route::OpenApiV3(gv) => discovery::openapi_doc(&self.catalogue(), &gv),
+            Route::NotFound => ApiError::no_route().into(),
+            Route::Resource { group, version, plural, target } => {
+                let Some(res) = self.resource(&group, &version, &plural) else {
+                    return ApiError::no_route().into();
+                };
+                match self.resource_request(res, target, req).await {
+                    Ok(r) => r,
+                    Err(e) => Reply::Error(e),
+                }
+            }
+        }
+    }
+
+    async fn resource_request(self: &Arc<Self>, res: Arc<Resource>, t: ResourcePath, req: Req) -> Result<Reply> {
+        if t.namespace.is_some() && !res.namespaced {
+            return Err(ApiError::no_route());
+        }
+        match t.sub.as_deref() {
+            None => {}
+            Some("status") if res.status => {}
+            Some("scale") if res.scale => {}
+            Some("finalize") if res.plural == "namespaces" => {}
+            Some(_) => return Err(ApiError::no_route()),
+        }
+        let verb = match (&req.method, &t.name) {
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) if req.flag("watch") => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::POST, None) => "create",
+            (&Method::PUT, Some(_)) => "update",
+            (&Method::PATCH, Some(_)) => "patch",
+            (&Method::DELETE, Some(_)) => "delete",
+            (&Method::DELETE, None) => "deletecollection",
+            (m, _) => {
+                let verb = m.as_str().to_uppercase();
+                return Err(ApiError::method_not_allowed(&verb, &res.named("")));
+            }
+        };
+        self.counters.record(RequestRecord {
+            user_agent: req.header("user-agent").to_string(),
+            verb: verb.into(),
+            group: res.group.clone(),
+            resource: res.plural.clone(),
+            subresource: t.sub.clone().unwrap_or_default(),
+            namespace: t.namespace.clone().unwrap_or_default(),
+        });
+        match self.faults.check(verb, &res.plural, req.q("continue").is_some()) {
+            Some(FaultKind::Throttle(secs)) => return Err(ApiError::too_many_requests(secs)),
+            Some(FaultKind::ExpireContinue) => return Err(expired_continue()),
+            Some(FaultKind::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            Some(_) => return Err(ApiError::internal("injected fault")),
+            None => {}
+        }
+        let name = t.name.clone().unwrap_or_default();
+        match verb {
+            "get" => self.get(&res, &t, &name, &req),
+            "list" => self.list(&res, &t, &req),
+            "watch" => self.watch(res, t, &req),
+            "create" => self.create(&res, &t, &req),
+            "update" => self.update(&res, &t, &name, &req),
+            "patch" => self.patch(&res, &t, &name, &req),
+            "delete" => self.delete(&res, &t, &name, &req),
+            _ => self.delete_collection(&res, &t, &req),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! A Kubernetes-API-compatible server for tests, benchmarks and local try-out.
+//!
+//! No real kube-apiserver can run where this project is developed, so this crate carries one
+//! that real, unmodified clients (kubectl, Helm's engine, kube-rs) talk to on loopback. It
+//! follows the Kubernetes API conventions; `shared/reference/apiserver-contract.md` records what
+//! the clients send and expect. Everything is kept in memory. It knows nothing of any operator:
+//! callers install their own CRDs, as on a fresh cluster.
+//!
+//! A request goes through the layers of kube-apiserver, one module each: `server` (HTTP/1.1),
+//! `http` (request, reply, routing to a resource and verb), then `list`, `watch` or the
+//! `registry` (store and catalogue, and the create / update and patch / delete pipelines), which
+//! call `admission`, `managed` (field ownership, server-side apply), `patch` and `builtin`.
+//!
+//! Known approximations (each is what a test-server can reasonably do):
+//! - Every request is treated as coming from a cluster admin.
+//! - Server-side apply tracks field ownership per manager at the granularity of fields and of
+//!   `x-kubernetes-list-type: map` entries; atomic lists are owned whole.
+//! - Built-in kinds are stored without schemas: they are not pruned or type-checked beyond
+//!   metadata, and strategic merge patch knows the merge keys of the kinds listed in `patch.rs`.
+//! - No garbage collector for ownerReferences; no quota admission; pods never run.
+
+mod admission;
+mod builtin;
+mod clock;
+mod counters;
+mod discovery;
+mod errors;
+mod faults;
+mod http;
+mod kit;
+mod list;
+mod managed;
+mod patch;
+mod protobuf;
+mod registry;
+mod resources;
+mod selectors;
+mod server;
+mod store;
+mod table;
+pub mod testkit;
+mod validation;
+mod watch;
+mod yaml;
+
+pub use counters::{Counters, RequestRecord, WRITE_VERBS};
+pub use faults::{FaultKind, FaultRule, Faults};
+pub use kit::{Background, DevCluster, Handle, kubeconfig_for};

@@ -1,0 +1,117 @@
+//! The harness of the operator's tests: the local API server's test kit (a fresh server with
+//! kubectl pointed at it), the operator running against it, and readers of what it made.
+
+use std::process::Output;
+use std::time::Duration;
+
+pub use devcluster::testkit::{Cluster, eventually, eventually_async};
+use devcluster::{RequestRecord, WRITE_VERBS};
+pub use workspace_operator::fixtures::ws;
+
+/// The committed CRD, as users install it.
+pub const CRD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml");
+
+/// Install the committed CRD with kubectl and wait until it is served.
+pub fn install_crd(c: &Cluster) {
+    c.ok(&["apply", "-f", CRD]);
+    c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
+}
+
+/// The operator on its own thread and runtime, against a cluster; stops (gracefully) on drop.
+pub struct Operator {
+    pub metrics: std::sync::Arc<workspace_operator::metrics::Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    pub fn start(c: &Cluster) -> Operator {
+        let metrics = std::sync::Arc::new(workspace_operator::metrics::Metrics::default());
+        let config = workspace_operator::controller::Config { metrics: Some(metrics.clone()), ..Default::default() };
+        let server = c.server.handle().clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let shutdown = async move {
+                    let _ = stop_rx.await;
+                };
+                workspace_operator::controller::run_until(server.client(), config, shutdown).await;
+            });
+        });
+        Operator { metrics, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    /// Wait until at least `n` more reconciles than `since` completed.
+    pub fn wait_reconciles(&self, since: u64, n: u64) {
+        eventually("reconciles", Duration::from_secs(20), || {
+            (self.metrics.reconcile_count() >= since + n).then_some(())
+        });
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A cluster with the committed CRD applied through kubectl, and the operator running.
+pub fn with_operator() -> (Cluster, Operator) {
+    let c = Cluster::start();
+    install_crd(&c);
+    let op = Operator::start(&c);
+    (c, op)
+}
+
+/// Wait until Workspace `name` in `ns` reports `status`.
+pub fn wait_status(c: &Cluster, ns: &str, name: &str, status: &str) {
+    c.eventually(&format!("{ns}/{name} to be {status}"), Duration::from_secs(20), || {
+        let s = c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.status}");
+        (s == status).then_some(())
+    });
+}
+
+/// The namespace a Workspace reports as its own.
+pub fn target_ns(c: &Cluster, ns: &str, name: &str) -> String {
+    c.eventually("status.namespace", Duration::from_secs(20), || {
+        let n = c.jsonpath(&["get", "ws", name, "-n", ns], "{.status.namespace}");
+        (!n.is_empty()).then_some(n)
+    })
+}
+
+/// The RoleBindings of a namespace, as `kubectl get -o name` prints them, sorted.
+pub fn bindings(c: &Cluster, ns: &str) -> Vec<String> {
+    let mut v: Vec<String> = c.ok(&["get", "rolebindings", "-n", ns, "-o", "name"]).lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// Run the kubectl plugin binary against this cluster.
+pub fn plugin(c: &Cluster, args: &[&str]) -> Output {
+    c.command(env!("CARGO_BIN_EXE_kubectl-workspaces"), args).output().expect("plugin runs")
+}
+
+/// The write requests in `log` that were not kubectl's (the operator's).
+pub fn operator_writes(log: Vec<RequestRecord>) -> Vec<RequestRecord> {
+    log.into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| WRITE_VERBS.contains(&r.verb.as_str()))
+        .collect()
+}
+
+/// Touch Workspace `name` (in `default`) so it is reconciled once more; the operator's writes.
+pub fn writes_of_a_reconcile(c: &Cluster, op: &Operator, name: &str) -> Vec<RequestRecord> {
+    let counters = c.server.counters();
+    counters.start_log();
+    let before = op.metrics.reconcile_count();
+    c.ok(&["annotate", "ws", name, "poke=1", "--overwrite"]);
+    op.wait_reconciles(before, 1);
+    operator_writes(counters.take_log())
+}

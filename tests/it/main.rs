@@ -1,0 +1,16 @@
+//! The operator's integration tests, one binary: each module pins the rules of one area,
+//! through kubectl, kube-rs, Helm's engine and the operator's own process, against the local
+//! API server.
+
+mod bad_input;
+mod chart;
+mod common;
+mod faults;
+mod generated;
+mod gitops;
+mod lifecycle;
+mod list_views;
+mod ownership;
+mod production;
+mod samples;
+mod writes;

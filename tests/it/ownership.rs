@@ -1,0 +1,57 @@
+//! Whose namespace is whose: a Workspace never takes a namespace that is not its own, adopts
+//! only when enrolled, and never deletes what it adopted.
+
+use crate::common::{wait_status, with_operator, writes_of_a_reconcile, ws};
+
+#[test]
+fn a_managed_workspace_never_takes_an_existing_namespace() {
+    let (c, op) = with_operator();
+    c.ok(&["create", "namespace", "taken"]);
+    c.apply(&ws("grab").namespace("taken").yaml());
+    wait_status(&c, "default", "grab", "Failed");
+    assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.status.stateReason}"), "NamespaceConflict");
+    assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.metadata.labels.workspaces\\.dev/status}"), "Failed");
+    assert_eq!(
+        c.jsonpath(&["get", "ns", "taken"], "{.metadata.labels}"),
+        "{\"kubernetes.io/metadata.name\":\"taken\"}"
+    );
+    // Found to be someone else's, the namespace is not tried again: a retry writes nothing.
+    let writes = writes_of_a_reconcile(&c, &op, "grab");
+    assert!(writes.is_empty(), "a reconcile of a settled conflict wrote: {writes:?}");
+    c.ok(&["delete", "ws", "grab", "--timeout=20s"]);
+    assert!(c.kubectl(&["get", "ns", "taken"]).status.success(), "a namespace the operator did not create survives");
+}
+
+#[test]
+fn an_enrolled_namespace_is_adopted_then_released_and_never_deleted() {
+    let (c, _op) = with_operator();
+    c.ok(&["create", "namespace", "legacy"]);
+    c.ok(&["create", "configmap", "precious", "-n", "legacy", "--from-literal=k=v"]);
+    let delete = workspace_operator::crd::DeletionPolicy::Delete;
+    c.apply(&ws("old").enrolled("legacy").deletion_policy(delete).yaml());
+    wait_status(&c, "default", "old", "Available");
+    assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "Enrolled");
+    c.ok(&["delete", "ws", "old", "--timeout=20s"]);
+    assert_eq!(c.jsonpath(&["get", "cm", "precious", "-n", "legacy"], "{.data.k}"), "v");
+    assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "");
+}
+
+#[test]
+fn enrolling_a_missing_namespace_fails_with_namespace_not_found() {
+    let (c, _op) = with_operator();
+    c.apply(&ws("ghost").enrolled("nowhere").yaml());
+    wait_status(&c, "default", "ghost", "Failed");
+    assert_eq!(c.jsonpath(&["get", "ws", "ghost"], "{.status.stateReason}"), "NamespaceNotFound");
+}
+
+#[test]
+fn a_second_default_in_a_namespace_is_a_conflict() {
+    let (c, _op) = with_operator();
+    c.ok(&["create", "namespace", "org"]);
+    c.apply(&ws("first").in_ns("org").default_workspace().yaml());
+    wait_status(&c, "org", "first", "Available");
+    c.apply(&ws("second").in_ns("org").default_workspace().yaml());
+    wait_status(&c, "org", "second", "Failed");
+    assert_eq!(c.jsonpath(&["get", "ws", "second", "-n", "org"], "{.status.stateReason}"), "DefaultConflict");
+    c.ok(&["wait", "ws/second", "-n", "org", "--for=condition=Stalled", "--timeout=10s"]);
+}
