@@ -1,24 +1,35 @@
 # workspace-operator — run `make help` for the targets.
 CARGO ?= cargo
 KUBECONFIG_DEV ?= .dev/kubeconfig
+# Where `make dev` serves the API (6443 is often taken): make dev LISTEN=127.0.0.1:7443
+LISTEN ?= 127.0.0.1:6443
+# Where `make dev` serves the operator's /metrics, /healthz and /readyz.
+METRICS ?= 127.0.0.1:8080
+# Where `make plugin` installs kubectl-workspaces: $(PREFIX)/bin must be on PATH.
+PREFIX ?= $(HOME)/.local
+PROFILE ?= release
 
-.PHONY: help dev test bench crds manifests lint fmt build
+.PHONY: help dev test bench crds manifests lint fmt build plugin
 
 help: ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 build: ## Build the operator and the kubectl plugin
 	$(CARGO) build --bins
 
-dev: build ## Run a local Kubernetes API server plus the operator; kubeconfig at .dev/kubeconfig
+dev: build ## Run a local Kubernetes API server plus the operator (LISTEN=, METRICS=); kubeconfig at .dev/kubeconfig
 	mkdir -p .dev
-	./target/debug/workspace-operator dev --kubeconfig $(KUBECONFIG_DEV)
+	./target/debug/workspace-operator dev --listen $(LISTEN) --metrics-addr $(METRICS) --kubeconfig $(abspath $(KUBECONFIG_DEV))
+
+plugin: ## Build kubectl-workspaces and install it into $(PREFIX)/bin (PREFIX=, PROFILE=)
+	$(CARGO) build --profile $(PROFILE) --bin kubectl-workspaces
+	install -D -m 0755 target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/kubectl-workspaces $(PREFIX)/bin/kubectl-workspaces
 
 VENV ?= .venv
 
-$(VENV)/.installed: ## Helm's engine (helm-python-sdk) for the chart tests
+$(VENV)/.installed: tests/tools/requirements.txt ## Helm's engine and the other Python tools the tests drive
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check helm-python-sdk lupa
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/tools/requirements.txt
 	touch $@
 
 test: $(VENV)/.installed ## Run every unit and integration test
@@ -33,7 +44,7 @@ crds: ## Regenerate crds/workspace.yaml (and the chart's copy) from the Rust typ
 	cp crds/workspace.yaml charts/workspace-operator/files/workspace.yaml
 
 manifests: $(VENV)/.installed ## Render the chart into crds/operator/ for kubectl/kustomize installs
-	$(VENV)/bin/python tests/helm/helmtool.py manifests charts/workspace-operator '{"crds":{"install":false}}' workspace-operator workspace-system > crds/operator/operator.yaml
+	$(VENV)/bin/python tests/tools/helmtool.py manifests charts/workspace-operator '{"crds":{"install":false}}' workspace-operator workspace-system > crds/operator/operator.yaml
 
 lint: ## Format check and clippy with warnings denied
 	$(CARGO) fmt --check

@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,12 +38,14 @@ macro_rules! api_enum {
 
 /// A workspace: an access-controlled, quota-bounded area of the cluster (one namespace).
 ///
-/// The Workspace's own namespace plays the part of the seeds' organization or project.
+/// The Workspace's own namespace is its organization: whoever may write Workspaces there decides
+/// the organization's workspaces.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "workspaces.dev",
     version = "v1alpha1",
     kind = "Workspace",
+    doc = "A workspace: an access-controlled, quota-bounded namespace for a team or a project, provisioned, deactivated and torn down by workspace-operator.",
     plural = "workspaces",
     shortname = "ws",
     category = "all",
@@ -77,73 +80,99 @@ macro_rules! api_enum {
 #[x_kube(validation = Rule::new("!has(self.admins) || !self.admins.exists(a, a == self.owner)")
     .message("the owner must not also be listed in admins").field_path(".admins"))]
 pub struct WorkspaceSpec {
-    /// Human-readable name shown in lists.
+    /// Human-readable name shown in lists; 1 to 50 characters.
     #[schemars(length(min = 1, max = 50))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 
+    /// What the workspace is for; at most 256 characters.
     #[schemars(length(max = 256))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 
-    /// An http(s) URL of the workspace's logo.
+    /// An http(s) URL of the workspace's logo; at most 2048 characters.
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo_url: Option<String>,
 
-    /// The Kubernetes user name of the owner (for example an e-mail address); granted `admin`.
+    /// The owner's Kubernetes user name, as the cluster's authentication reports it (for example
+    /// an e-mail address). The owner gets the `admin` ClusterRole in the workspace namespace.
     #[schemars(length(min = 1, max = 253))]
     pub owner: String,
 
-    /// Further Kubernetes user names granted `admin`.
+    /// Further Kubernetes user names that get `admin` in the workspace namespace: at most 50,
+    /// each once, not the owner.
     #[schemars(length(max = 50), inner(length(min = 1, max = 253)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admins: Option<Vec<String>>,
 
-    /// Who may see the workspace: everyone authenticated (`Public`), only owner and admins
-    /// (`Private`), or owner, admins and the listed grants (`Internal`).
+    /// Who gets access besides owner and admins: `Public` (the platform's public group gets
+    /// `view`), `Private` (nobody) or `Internal` (the subjects listed in `grants`).
     #[serde(default)]
     pub auth_type: AuthType,
 
-    /// Extra access, allowed only when authType is `Internal`.
+    /// Extra access, only when authType is `Internal`: each grant gives a user, a group or a
+    /// ServiceAccount a ClusterRole (`view`, `edit` or `admin`) in the workspace namespace; at
+    /// most 100.
     #[schemars(length(max = 100))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<Vec<Grant>>,
 
+    /// The project the workspace is accounted to, for lists and reports: 1 to 64 letters,
+    /// digits, `-` or `_`; `default` when not set.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     #[serde(default = "default_enterprise_project")]
     pub enterprise_project: String,
 
+    /// The pool of compute the workspace draws from, for lists: a valid label value (1 to 63
+    /// letters, digits, `-`, `_` or `.`, beginning and ending with a letter or digit).
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_group: Option<String>,
 
+    /// Free-form key/value pairs shown in lists; at most 20.
     #[schemars(length(max = 20))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
 
+    /// Limits for the workspace namespace as a whole, kept in its ResourceQuota
+    /// `workspace-quota` (numbers or quantity strings): cpu is `limits.cpu`, memory
+    /// `limits.memory`, pods `pods`, storage `requests.storage`, gpu `requests.nvidia.com/gpu`.
+    /// With a cpu or memory limit, a pod whose containers set no cpu or memory limits is refused
+    /// unless a LimitRange gives them defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_limits: Option<ResourceLimits>,
 
-    /// At most one default workspace per namespace; a second one is reported as a conflict.
+    /// Marks the organization's default workspace. At most one per namespace: the oldest wins,
+    /// and a later one is Failed with DefaultConflict.
     #[serde(default)]
     pub is_default: bool,
 
+    /// `Managed` (the default): the operator creates the namespace, and may delete it with
+    /// deletionPolicy Delete. `Enrolled`: it adopts the existing namespace named in `namespace`
+    /// and never deletes it. Cannot be changed.
     #[x_kube(validation = Rule::new("self == oldSelf").message("management is immutable"))]
     #[serde(default)]
     pub management: Management,
 
-    /// Target namespace. Defaults to a name derived from the Workspace's namespace and name.
+    /// The namespace to create (Managed) or adopt (Enrolled). When not set, one is derived from
+    /// this Workspace's namespace and name, with a hash that keeps it unique. Cannot be added,
+    /// removed or changed after creation.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("namespace is immutable"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 
+    /// `Available` (the default); `Deactivated`: access revoked and new pods blocked, every
+    /// object kept; `Deleted`: access revoked, and the namespace deleted only with deletionPolicy
+    /// Delete (otherwise kept, with new pods blocked).
     #[serde(default)]
     pub desired_state: DesiredState,
 
-    /// Whether a namespace the operator created is deleted with the Workspace.
+    /// What happens to a namespace the operator created when the workspace is deleted: `Retain`
+    /// (the default) keeps it and its data, `Delete` deletes it. An enrolled namespace is never
+    /// deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -190,12 +219,16 @@ api_enum! {
     }
 }
 
+/// Access for one subject.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Grant {
+    /// `User`, `Group` or `ServiceAccount`.
     pub kind: SubjectKind,
-    /// A user or group name, or `namespace:name` of a ServiceAccount.
+    /// A user or group name; for a ServiceAccount `namespace:name`, or a bare name for one in the
+    /// workspace namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// The ClusterRole the subject gets in the workspace namespace: `view`, `edit` or `admin`.
     pub role: GrantRole,
 }
 
@@ -224,69 +257,110 @@ impl GrantRole {
     }
 }
 
+/// A key/value pair.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Tag {
+    /// 1 to 128 characters.
     #[schemars(length(min = 1, max = 128))]
     pub key: String,
+    /// At most 255 characters.
     #[schemars(length(max = 255))]
     #[serde(default)]
     pub value: String,
 }
 
-/// Limits mirrored into the workspace's ResourceQuota, as Kubernetes quantities.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// A quantity, as ResourceQuota's `hard` takes it: an integer, or a string such as `500m`, `2`
+/// or `128Gi`.
+const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).sign() >= 0";
+const QUANTITY_MESSAGE: &str = "must be a quantity such as 500m, 2, 128Gi";
+/// A count: an integer, or a string of digits.
+const COUNT_RULE: &str = "string(self).matches('^[0-9]+$')";
+const COUNT_MESSAGE: &str = "must be a whole number such as 20";
+
+/// Limits for the whole workspace namespace, kept in its ResourceQuota.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct ResourceLimits {
-    #[schemars(regex(pattern = QUANTITY))]
+    /// CPU of all containers together (`limits.cpu`), such as `500m`, `2` or `16`.
+    #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    #[schemars(regex(pattern = QUANTITY))]
+    pub cpu: Option<IntOrString>,
+    /// Memory of all containers together (`limits.memory`), such as `512Mi` or `128Gi`.
+    #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    #[schemars(regex(pattern = r"^[0-9]+$"))]
+    pub memory: Option<IntOrString>,
+    /// How many pods may exist at once (`pods`).
+    #[x_kube(validation = Rule::new(COUNT_RULE).message(COUNT_MESSAGE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pods: Option<String>,
-    #[schemars(regex(pattern = QUANTITY))]
+    pub pods: Option<IntOrString>,
+    /// Storage all PersistentVolumeClaims may request together (`requests.storage`), such as
+    /// `1Ti`.
+    #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<String>,
-    #[schemars(regex(pattern = r"^[0-9]+$"))]
+    pub storage: Option<IntOrString>,
+    /// NVIDIA GPUs all containers may request together (`requests.nvidia.com/gpu`).
+    #[x_kube(validation = Rule::new(COUNT_RULE).message(COUNT_MESSAGE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<String>,
+    pub gpu: Option<IntOrString>,
 }
 
-/// The Kubernetes quantity grammar (k8s.io/apimachinery resource.Quantity), unsigned.
-pub const QUANTITY: &str = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$";
+impl ResourceLimits {
+    /// Each limit that is set, by name, as the quantity text Kubernetes stores.
+    pub fn quantities(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &IntOrString| match v {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::String(s) => s.clone(),
+        };
+        [
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+            ("pods", &self.pods),
+            ("storage", &self.storage),
+            ("gpu", &self.gpu),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().map(|v| (name, text(v))))
+        .collect()
+    }
+}
 
 /// The observed state, written only by the controller through the status subresource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceStatus {
+    /// Where the workspace is in its lifecycle: Pending, Provisioning, Available, Deactivated,
+    /// Failed, Deleting, Deleted or DeleteFailed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<State>,
+    /// Why it is in that state, as one word (for example Provisioned or NamespaceConflict).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<StateReason>,
+    /// The details, for a person: what happened and, for a failure, what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// When `status` last changed.
+    /// When `status` last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_updated: Option<String>,
-    /// When the controller first saw the current generation.
+    /// When the controller first saw the current generation of the spec (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<String>,
+    /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready` (the workspace is in the state it asks for), `Reconciling` and `Stalled`, as
+    /// kstatus, Flux and `kubectl wait` read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// The namespace provisioned (or adopted) for this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The Workspace's uid without hyphens: the seeds' id format.
+    /// The Workspace's uid without hyphens, as cloud workspace APIs write their ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
 }
 
 api_enum! {
-    /// Lifecycle states. The seeds' values map onto these as documented in the README.
+    /// Lifecycle states; the README maps them to the states of cloud workspace APIs.
     pub enum State {
         Pending,
         Provisioning,
@@ -381,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_defaults_follow_the_seeds() {
+    fn spec_defaults_are_the_safe_and_common_choices() {
         let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
         assert_eq!(spec.auth_type, AuthType::Public);
         assert_eq!(spec.enterprise_project, "default");

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 /// Who records: the controller's name and this replica.
 pub struct Recorder {
@@ -36,7 +36,10 @@ impl Recorder {
     pub async fn publish(&self, note: &Note<'_>, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let event = event(note, regarding, &self.controller, &self.instance, jiff::Timestamp::now());
         let ns = regarding.namespace.as_deref().unwrap_or("default");
-        Api::<Event>::namespaced(self.client.clone(), ns).create(&PostParams::default(), &event).await.map(|_| ())
+        Api::<Event>::namespaced(self.client.clone(), ns)
+            .create(&crate::labels::post_params(), &event)
+            .await
+            .map(|_| ())
     }
 }
 

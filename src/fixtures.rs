@@ -3,6 +3,7 @@
 //! benchmark either; a spec that no typed value can express (bad input) is set as raw JSON.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
 use crate::crd::{
@@ -93,7 +94,7 @@ impl WorkspaceFixture {
             "gpu" => &mut l.gpu,
             other => panic!("no resource limit called {other}"),
         };
-        *slot = Some(quantity.into());
+        *slot = Some(IntOrString::String(quantity.into()));
         self
     }
 

@@ -12,6 +12,16 @@ pub const GROUP: &str = "workspaces.dev";
 pub const FINALIZER: &str = "workspaces.dev/cleanup";
 pub const FIELD_MANAGER: &str = "workspace-operator";
 
+/// Every write names the operator as its field manager, so `managedFields` say who wrote what
+/// and a GitOps tool's server-side apply can tell its fields from the operator's.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
 /// Labels on Workspaces, kept current by the controller so lists filter on the API server.
 pub const STATUS: &str = "workspaces.dev/status";
 pub const DESIRED_STATE: &str = "workspaces.dev/desired-state";
@@ -136,7 +146,7 @@ pub fn workspace_key(ws: &Workspace) -> String {
     format!("{}/{}", ws.metadata.namespace.as_deref().unwrap_or(""), ws.metadata.name.as_deref().unwrap_or(""))
 }
 
-/// The seeds' id format: the uid without hyphens.
+/// The id format of cloud workspace APIs: the uid without hyphens.
 pub fn workspace_id(uid: &str) -> String {
     uid.replace('-', "")
 }

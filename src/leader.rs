@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta};
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -120,7 +120,7 @@ impl Elector {
                 spec.holder_identity = None;
                 spec.lease_duration_seconds = Some(1);
             }
-            let _ = self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await;
+            let _ = self.api.replace(&self.cfg.name, &crate::labels::post_params(), &lease).await;
         }
     }
 
@@ -141,7 +141,7 @@ impl Elector {
                         ..Default::default()
                     }),
                 };
-                match self.api.create(&PostParams::default(), &lease).await {
+                match self.api.create(&crate::labels::post_params(), &lease).await {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                     Err(e) => Err(e),
@@ -168,7 +168,7 @@ impl Elector {
                     ..spec
                 });
                 // Optimistic concurrency: of two replicas racing, one gets a 409.
-                match self.api.replace(&lease.name_any(), &PostParams::default(), &lease).await {
+                match self.api.replace(&lease.name_any(), &crate::labels::post_params(), &lease).await {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                     Err(e) => Err(e),

@@ -121,6 +121,7 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// The metrics in OpenMetrics text, the format Prometheus asks for first.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -128,12 +129,48 @@ impl Metrics {
     }
 }
 
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The body and Content-Type a scrape with this Accept header gets: OpenMetrics unless the
+/// scraper asks for the classic text format only (a scraper that sends no Accept, or `*/*`, can
+/// read either and gets OpenMetrics, as Prometheus 3 prefers).
+pub fn negotiate(accept: &str, openmetrics: String) -> (String, &'static str) {
+    let wants_classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    if wants_classic { (classic_text(&openmetrics), PROMETHEUS_TEXT) } else { (openmetrics, OPENMETRICS) }
+}
+
+/// OpenMetrics text as the classic Prometheus text format: a counter family is named with its
+/// `_total` suffix there, `# UNIT` lines and the `# EOF` terminator do not exist.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::new();
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# TYPE ", "# HELP "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 /// Serve `/metrics`, `/healthz` and `/readyz` until the process ends.
 pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    serve_on(tokio::net::TcpListener::bind(addr).await?, metrics).await
+}
+
+pub async fn serve_on(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
     use http_body_util::Full;
     use hyper::body::Bytes;
+    use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
     use hyper::{Response, StatusCode};
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let metrics = metrics.clone();
@@ -141,15 +178,18 @@ pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 async move {
-                    let (code, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, metrics.encode()),
-                        "/healthz" | "/livez" => (StatusCode::OK, "ok".to_string()),
-                        "/readyz" if metrics.is_ready() => (StatusCode::OK, "ok".to_string()),
-                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
-                        _ => (StatusCode::NOT_FOUND, "not found".to_string()),
+                    const TEXT: &str = "text/plain; charset=utf-8";
+                    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let (code, (body, content_type)) = match req.uri().path() {
+                        "/metrics" => (StatusCode::OK, negotiate(accept, metrics.encode())),
+                        "/healthz" | "/livez" => (StatusCode::OK, ("ok".to_string(), TEXT)),
+                        "/readyz" if metrics.is_ready() => (StatusCode::OK, ("ok".to_string(), TEXT)),
+                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, ("not ready".to_string(), TEXT)),
+                        _ => (StatusCode::NOT_FOUND, ("not found".to_string(), TEXT)),
                     };
                     let mut resp = Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() = code;
+                    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
@@ -157,5 +197,27 @@ pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapes_get_openmetrics_unless_they_ask_for_the_classic_format_only() {
+        let m = Metrics::default();
+        m.reconciled();
+        let prometheus3 = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        let (body, ct) = negotiate(prometheus3, m.encode());
+        assert_eq!(ct, OPENMETRICS);
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        assert!(body.contains("# TYPE workspace_operator_reconciles counter"), "{body}");
+        assert_eq!(negotiate("", m.encode()).1, OPENMETRICS);
+        let (classic, ct) = negotiate("text/plain;version=0.0.4", m.encode());
+        assert_eq!(ct, PROMETHEUS_TEXT);
+        assert!(classic.contains("# TYPE workspace_operator_reconciles_total counter"), "{classic}");
+        assert!(classic.contains("workspace_operator_reconciles_total 1"), "{classic}");
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

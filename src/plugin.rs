@@ -1,4 +1,5 @@
-//! `kubectl workspaces list`: the seeds' "list workspaces" queries on the Kubernetes API.
+//! `kubectl workspaces list`: the "list workspaces" queries of cloud workspace APIs (ZenML Pro,
+//! ModelArts, PAI, DataArts) on the Kubernetes API.
 //!
 //! Filters the API server can apply are pushed down as label and field selectors; pages are
 //! fetched with limit/continue; what the server cannot do (substring match, several ids, sort,
@@ -108,7 +109,7 @@ where
     })
 }
 
-/// One Workspace in the seeds' field names.
+/// One Workspace in the field names of cloud workspace APIs.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Summary {
     pub id: String,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -164,7 +164,7 @@ pub fn is_status(e: &kube::Error, code: u16) -> bool {
 pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespace, ApplyError> {
     let name = want.name_any();
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    match api.create(&PostParams::default(), want).await {
+    match api.create(&labels::post_params(), want).await {
         Ok(ns) => {
             info!(namespace = name, "created namespace");
             Ok(ns)
@@ -194,7 +194,7 @@ pub async fn label_namespace(ctx: &Context, ns: Namespace, want: &Namespace) -> 
     let name = ns.name_any();
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let patch = json!({"metadata": {"labels": want_labels, "annotations": want.annotations()}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+    api.patch(&name, &labels::patch_params(), &Patch::Merge(patch))
         .await
         .map_err(|source| ApplyError::Write { child: ChildRef::namespace(&name), source })
 }
@@ -208,7 +208,7 @@ pub async fn release_namespace(ctx: &Context, name: &str) -> Result<(), ApplyErr
     let patch = json!({"metadata": {"labels": labels_patch,
         "annotations": {labels::WORKSPACE_ANNOTATION: null, labels::UID_ANNOTATION: null}}});
     Api::<Namespace>::all(ctx.client.clone())
-        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .patch(name, &labels::patch_params(), &Patch::Merge(patch))
         .await
         .map(|_| ())
         .map_err(|source| ApplyError::Write { child: ChildRef::namespace(name), source })

@@ -154,17 +154,8 @@ fn service_account(name: &str, default_ns: &str) -> Subject {
 /// every existing object is kept. None when there is nothing to limit.
 pub fn quota(ws: &Workspace, target: &str, blocked: bool) -> Option<ResourceQuota> {
     let mut hard = BTreeMap::new();
-    if let Some(l) = &ws.spec.resource_limits {
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                hard.insert(k.to_string(), Quantity(v.clone()));
-            }
-        };
-        put("limits.cpu", &l.cpu);
-        put("limits.memory", &l.memory);
-        put("pods", &l.pods);
-        put("requests.storage", &l.storage);
-        put("requests.nvidia.com/gpu", &l.gpu);
+    for (limit, quantity) in ws.spec.resource_limits.iter().flat_map(|l| l.quantities()) {
+        hard.insert(quota_key(limit).to_string(), Quantity(quantity));
     }
     if blocked {
         hard.insert("pods".into(), Quantity("0".into()));
@@ -177,6 +168,17 @@ pub fn quota(ws: &Workspace, target: &str, blocked: bool) -> Option<ResourceQuot
         spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
         status: None,
     })
+}
+
+/// The ResourceQuota key a resource limit is kept under.
+pub fn quota_key(limit: &str) -> &'static str {
+    match limit {
+        "cpu" => "limits.cpu",
+        "memory" => "limits.memory",
+        "pods" => "pods",
+        "storage" => "requests.storage",
+        _ => "requests.nvidia.com/gpu",
+    }
 }
 
 #[cfg(test)]

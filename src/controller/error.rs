@@ -17,30 +17,39 @@ pub enum Error {
 /// Reading what the caches cannot answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    #[error("reading namespace {name}: {source}")]
+    #[error("reading namespace {name}: {}", brief(.source))]
     Namespace { name: String, source: kube::Error },
 }
 
 /// Writing the Workspace's children.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("creating {child}: {source}")]
+    #[error("creating {child}: {}", brief(.source))]
     Create { child: ChildRef, source: kube::Error },
-    #[error("writing {child}: {source}")]
+    #[error("writing {child}: {}", brief(.source))]
     Write { child: ChildRef, source: kube::Error },
-    #[error("deleting {child}: {source}")]
+    #[error("deleting {child}: {}", brief(.source))]
     Delete { child: ChildRef, source: kube::Error },
 }
 
 /// Writing the Workspace itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("writing the Workspace's labels and finalizer: {0}")]
+    #[error("writing the Workspace's labels and finalizer: {}", brief(.0))]
     Metadata(#[source] kube::Error),
-    #[error("writing the Workspace's status: {0}")]
+    #[error("writing the Workspace's status: {}", brief(.0))]
     Status(#[source] kube::Error),
-    #[error("removing the Workspace's finalizer: {0}")]
+    #[error("removing the Workspace's finalizer: {}", brief(.0))]
     Finalizer(#[source] kube::Error),
+}
+
+/// A `kube::Error` in one line for people (a status message, an Event): the API server's own
+/// message and reason, not the Debug dump of its Status.
+fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
 }
 
 impl Error {
@@ -75,7 +84,10 @@ mod tests {
         let child = ChildRef::new(Kind::RoleBinding, Some("ws-1"), "workspace-admins");
         let e = Error::from(ApplyError::Write { child, source: api_error() });
         assert_eq!(e.category(), "WriteFailed");
-        assert!(e.to_string().starts_with("writing rolebinding ws-1/workspace-admins: "), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "writing rolebinding ws-1/workspace-admins: rolebindings is forbidden (403 Forbidden)"
+        );
         let source = e.source().expect("the kube error is kept as the source");
         assert!(source.to_string().contains("forbidden"), "{source}");
     }

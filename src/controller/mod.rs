@@ -27,7 +27,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 pub use build::Settings;
 use build::{Children, Goal};
@@ -185,8 +185,15 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| {
-            if let Err(e) = res {
-                warn!(error = %e, "reconcile stream");
+            use kube::runtime::controller::Error as Stream;
+            match res {
+                // A Workspace deleted while its reconcile was queued: an ordinary race. A failed
+                // reconcile: error_policy has logged it already.
+                Err(e @ (Stream::ObjectNotFound(_) | Stream::ReconcilerFailed(..))) => {
+                    debug!(error = %e, "reconcile stream")
+                }
+                Err(e) => warn!(error = %e, "reconcile stream"),
+                Ok(_) => {}
             }
             future::ready(())
         });

@@ -118,14 +118,9 @@ pub fn deletable(ws: &Workspace, ns: &Namespace) -> bool {
 
 /// Quantities the schema pattern lets through but Kubernetes would not store (overflow).
 pub fn invalid_quantities(ws: &Workspace) -> Vec<String> {
-    let Some(l) = &ws.spec.resource_limits else {
-        return Vec::new();
-    };
-    [("cpu", &l.cpu), ("memory", &l.memory), ("pods", &l.pods), ("storage", &l.storage), ("gpu", &l.gpu)]
-        .into_iter()
-        .filter_map(|(k, v)| {
-            v.as_ref().filter(|v| !quantity_fits(v)).map(|v| format!("resourceLimits.{k}: {v:?} is out of range"))
-        })
+    (ws.spec.resource_limits.iter().flat_map(|l| l.quantities()))
+        .filter(|(_, v)| !quantity_fits(v))
+        .map(|(k, v)| format!("resourceLimits.{k}: {v:?} is out of range"))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! finalizer, the status, and an Event for each change of state. Each is written only when it
 //! differs from what the Workspace already carries.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -52,7 +52,7 @@ pub async fn metadata(ws: &mut Workspace, ctx: &Context, state: State) -> Result
         meta["finalizers"] = json!(f);
     }
     let patched = api(ctx, ws)
-        .patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(json!({"metadata": meta})))
+        .patch(&ws.name_any(), &labels::patch_params(), &Patch::Merge(json!({"metadata": meta})))
         .await
         .map_err(ReportError::Metadata)?;
     ctx.expect.wrote(&workspace_key(ws), patched.resource_version());
@@ -84,7 +84,7 @@ pub async fn status(
         return Ok(());
     }
     let patched = api(ctx, ws)
-        .patch_status(&ws.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": next})))
+        .patch_status(&ws.name_any(), &labels::patch_params(), &Patch::Merge(json!({"status": next})))
         .await
         .map_err(ReportError::Status)?;
     if patched.resource_version() != ws.resource_version() {
@@ -110,7 +110,7 @@ pub async fn status(
 pub async fn release(ws: &Workspace, ctx: &Context) -> Result<(), ReportError> {
     let finalizers: Vec<String> = ws.finalizers().iter().filter(|f| *f != labels::FINALIZER).cloned().collect();
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
-    match api(ctx, ws).patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+    match api(ctx, ws).patch(&ws.name_any(), &labels::patch_params(), &Patch::Merge(patch)).await {
         Ok(_) => {}
         Err(e) if is_status(&e, 404) => {}
         Err(e) => return Err(ReportError::Finalizer(e)),

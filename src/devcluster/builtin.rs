@@ -241,12 +241,6 @@ pub fn simulate_status(res: &Resource, obj: &mut Value) {
             }
             obj["status"] = status;
         }
-        ("", "resourcequotas") => {
-            let hard = obj["spec"]["hard"].clone();
-            let used: serde_json::Map<String, Value> =
-                hard.as_object().map(|h| h.keys().map(|k| (k.clone(), json!("0"))).collect()).unwrap_or_default();
-            obj["status"] = if hard.is_object() { json!({"hard": hard, "used": used}) } else { json!({}) };
-        }
         ("policy", "poddisruptionbudgets") => {
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
             obj["status"] = json!({"observedGeneration": generation, "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0});

@@ -149,6 +149,10 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+const API_VERSION_DESC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DESC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+const METADATA_DESC: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+
 fn schema_name(r: &Resource) -> String {
     let group = if r.group.is_empty() {
         "io.k8s.api.core".to_string()
@@ -188,20 +192,23 @@ fn gv_document(cat: &Catalogue, g: &str, v: &str) -> Value {
                 "application/apply-patch+yaml": patch_ref}},
             "responses": {"200": {"description": "OK"}}}}),
         );
+        // apiextensions-apiserver's OpenAPI builder gives every CRD the type and object metadata
+        // of a Kubernetes object, with their standard descriptions (what `kubectl explain` shows).
+        let type_meta = json!({
+            "apiVersion": {"type": "string", "description": API_VERSION_DESC},
+            "kind": {"type": "string", "description": KIND_DESC},
+            "metadata": {"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}],
+                         "description": METADATA_DESC},
+        });
         let mut schema = match &r.custom {
             Some(c) => {
                 let mut s = c.schema.clone();
-                s["properties"]["apiVersion"] = json!({"type": "string"});
-                s["properties"]["kind"] = json!({"type": "string"});
-                s["properties"]["metadata"] =
-                    json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
+                for (k, v) in type_meta.as_object().into_iter().flatten() {
+                    s["properties"][k] = v.clone();
+                }
                 s
             }
-            None => {
-                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
-                "apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                "metadata": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}}})
-            }
+            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": type_meta}),
         };
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name(r), schema);

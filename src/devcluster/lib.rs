@@ -17,7 +17,11 @@
 //!   `x-kubernetes-list-type: map` entries; atomic lists are owned whole.
 //! - Built-in kinds are stored without schemas: they are not pruned or type-checked beyond
 //!   metadata, and strategic merge patch knows the merge keys of the kinds listed in `patch.rs`.
-//! - No garbage collector for ownerReferences; no quota admission; pods never run.
+//! - No garbage collector for ownerReferences; pods never run. Of the controllers, only what
+//!   clients notice at once is simulated, synchronously: workload status, each namespace's
+//!   `default` ServiceAccount, and ResourceQuota usage (`quota.rs` says what it counts).
+//! - Built-in kinds are printed with kube-apiserver's columns for the kinds in `table.rs`;
+//!   others get the default Name and Created At.
 
 mod admission;
 mod builtin;
@@ -32,6 +36,7 @@ mod list;
 mod managed;
 mod patch;
 mod protobuf;
+mod quota;
 mod registry;
 mod resources;
 mod selectors;

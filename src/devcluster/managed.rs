@@ -4,8 +4,11 @@
 //! `k:{...}` for entries of lists merged by key (`x-kubernetes-list-type: map`, or the merge
 //! keys of built-in lists); other lists are owned whole (atomic). Apply merges the applied
 //! configuration into the live object, removes fields its manager applied before and no longer
-//! applies (unless another manager owns them), and refuses to take fields another manager set to
-//! a different value unless `force=true`.
+//! applies (unless another manager owns them), and refuses to take a leaf field another manager
+//! owns and set to a different value unless `force=true`. Conflicts are only ever on leaves (a
+//! scalar, an atomic list, an empty map, a keyed list item): two managers that set different
+//! keys of one map share it, and identifying metadata (`name`, `namespace`, ...) belongs to no
+//! one, so re-applying an unchanged manifest never conflicts.
 //!
 //! Approximation: sets of primitive values (`x-kubernetes-list-type: set`) are owned whole,
 //! not per value (`v:` entries) as the real server does.
@@ -105,7 +108,7 @@ pub fn apply(
     let mut conflicts: Vec<(String, String)> = Vec::new();
     for e in entries.iter().filter(|e| !mine(e)) {
         for leaf in &leaves {
-            if contains_path(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
+            if owns_leaf(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
                 conflicts.push((e.manager.clone(), render_path(leaf)));
             }
         }
@@ -129,7 +132,7 @@ pub fn apply(
     // Taken fields (forced, or set to the same value) are now shared or moved.
     for e in entries.iter_mut().filter(|e| !mine(e)) {
         for leaf in &leaves {
-            if force && contains_path(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
+            if force && owns_leaf(&e.fields, leaf) && get_path(current, leaf) != get_path(applied, leaf) {
                 remove_path(&mut e.fields, leaf);
             }
         }
@@ -271,7 +274,14 @@ fn fields_of(
         path.push(k.clone());
         let mut node = Map::new();
         match child {
-            Value::Object(cm) if !cm.is_empty() => fields_of(child, path, &mut node, keys, &[]),
+            Value::Object(cm) if !cm.is_empty() => {
+                fields_of(child, path, &mut node, keys, &[]);
+                if node.is_empty() {
+                    // Only fields no one owns (`metadata: {name: x}`): nothing of it is set.
+                    path.pop();
+                    continue;
+                }
+            }
             Value::Array(items) => {
                 if let Some(key_names) = keys(path) {
                     for item in items {
@@ -337,6 +347,20 @@ fn contains_path(set: &Map<String, Value>, path: &Path) -> bool {
                 }
                 cur = next;
             }
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Does the set own `path` as a leaf: the path itself with nothing below it, or an ancestor
+/// owned whole (atomic)? A map that only contains other owned fields is not owned by this set.
+fn owns_leaf(set: &Map<String, Value>, path: &Path) -> bool {
+    let mut cur = set;
+    for s in path {
+        match cur.get(&step_key(s)) {
+            Some(Value::Object(next)) if next.keys().all(|k| k == ".") => return true,
+            Some(Value::Object(next)) => cur = next,
             _ => return false,
         }
     }
@@ -551,5 +575,30 @@ mod tests {
         assert!(err.status["message"].as_str().unwrap().contains("conflict with \"m1\" using v1: .data.a"));
         let o3 = apply(&r, &o2, &a3, "m2", true, None).unwrap();
         assert_eq!(o3["data"]["a"], "other");
+    }
+
+    #[test]
+    fn conflicts_are_only_on_leaves_another_manager_set_differently() {
+        let r = res();
+        let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"},
+            "data": {"a": "1"}});
+        let live = apply(&r, &json!({}), &manifest, "kubectl", false, None).unwrap();
+        // Another manager adds labels and a data key with an update.
+        let mut edited = live.clone();
+        edited["metadata"]["labels"] = json!({"x": "1"});
+        edited["metadata"]["finalizers"] = json!(["f"]);
+        edited["data"]["b"] = json!("2");
+        record_update(Some(&live), &mut edited, "operator", "Update", "v1", None);
+        // Re-applying the unchanged manifest shares the object: no conflict, nothing lost.
+        let again = apply(&r, &edited, &manifest, "kubectl", false, None).expect("no conflict");
+        assert_eq!(again["metadata"]["labels"], json!({"x": "1"}));
+        assert_eq!(again["data"], json!({"a": "1", "b": "2"}));
+        // The same value for another's leaf is shared, a different one conflicts on that leaf.
+        let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"x": "1"}}});
+        assert!(apply(&r, &edited, &same, "flux", false, None).is_ok());
+        let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"x": "2"}}});
+        let err = apply(&r, &edited, &other, "flux", false, None).unwrap_err();
+        let msg = err.status["message"].as_str().unwrap();
+        assert!(msg.contains("conflict with \"operator\" using v1: .metadata.labels.x"), "{msg}");
     }
 }

@@ -112,6 +112,7 @@ fn builtins() -> Vec<Builtin> {
         Builtin { name_rule: PathSegment, ..b("", "v1", "Event", "events", true, &["ev"]) },
         Builtin { status: true, categories: &["all"], ..b("", "v1", "Pod", "pods", true, &["po"]) },
         b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"]),
+        b("", "v1", "LimitRange", "limitranges", true, &["limits"]),
         Builtin {
             status: true,
             scale: true,

@@ -289,6 +289,33 @@ fn unescape(s: &str) -> String {
 
 /// Read a field selector path like `spec.owner` or `metadata.name` from an object, as the
 /// string the real server compares (booleans and numbers in their JSON text).
+/// A `metav1.LabelSelector` as `metav1.FormatLabelSelector` prints it: requirements sorted by
+/// key, `<none>` for the empty selector that selects everything.
+pub fn format_label_selector(selector: &Value) -> String {
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    for (k, v) in selector["matchLabels"].as_object().into_iter().flatten() {
+        reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("").to_string();
+        let mut values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        values.sort_unstable();
+        let text = match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => return "<error>".into(),
+        };
+        reqs.push((key, text));
+    }
+    if reqs.is_empty() {
+        return "<none>".into();
+    }
+    reqs.sort();
+    reqs.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+}
+
 pub fn field_value(object: &Value, path: &str) -> Option<String> {
     let mut cur = object;
     for part in path.trim_start_matches('.').split('.') {

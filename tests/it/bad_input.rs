@@ -149,22 +149,32 @@ fn invalid_workspaces_are_refused_or_failed() {
         (
             "cpu garbage",
             "  owner: o\n  resourceLimits: {cpu: lots}\n".into(),
-            Refused("spec.resourceLimits.cpu", "should match"),
+            Refused("spec.resourceLimits.cpu", "must be a quantity such as 500m, 2, 128Gi"),
         ),
         (
             "memory unit",
             "  owner: o\n  resourceLimits: {memory: 8GB}\n".into(),
-            Refused("spec.resourceLimits.memory", "should match"),
+            Refused("spec.resourceLimits.memory", "must be a quantity such as 500m, 2, 128Gi"),
+        ),
+        (
+            "negative memory",
+            "  owner: o\n  resourceLimits: {memory: -1Gi}\n".into(),
+            Refused("spec.resourceLimits.memory", "must be a quantity such as 500m, 2, 128Gi"),
         ),
         (
             "fractional pods",
             "  owner: o\n  resourceLimits: {pods: \"1.5\"}\n".into(),
-            Refused("spec.resourceLimits.pods", "should match"),
+            Refused("spec.resourceLimits.pods", "must be a whole number such as 20"),
         ),
         (
             "negative gpu",
-            "  owner: o\n  resourceLimits: {gpu: \"-1\"}\n".into(),
-            Refused("spec.resourceLimits.gpu", "should match"),
+            "  owner: o\n  resourceLimits: {gpu: -1}\n".into(),
+            Refused("spec.resourceLimits.gpu", "must be a whole number such as 20"),
+        ),
+        (
+            "limit of the wrong type",
+            "  owner: o\n  resourceLimits: {pods: [1]}\n".into(),
+            Refused("spec.resourceLimits.pods", "Invalid value"),
         ),
         (
             "isDefault type",

@@ -19,7 +19,7 @@ fn python() -> String {
 
 fn helm(args: &[&str]) -> Result<Value, String> {
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/helmtool.py"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/helmtool.py"))
         .args(args)
         .output()
         .expect("the Helm engine runs (make test installs it into .venv)");
@@ -214,7 +214,7 @@ fn cluster_role_covers_every_call_the_operator_makes() {
 #[test]
 fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/helmtool.py"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/helmtool.py"))
         .args(["manifests", CHART, "{\"crds\":{\"install\":false}}", "workspace-operator", "workspace-system"])
         .output()
         .expect("render");
@@ -229,28 +229,12 @@ fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
     c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
 }
 
-/// `workspace-operator dev` as a user runs it, stopped on drop.
-struct DevProcess(std::process::Child);
-
-impl Drop for DevProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn dev_without_the_controller_is_an_empty_cluster_the_chart_installs_into() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = dir.path().join("kubeconfig");
-    let _dev = DevProcess(
-        Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
-            .args(["dev", "--no-controller", "--listen", "127.0.0.1:0", "--kubeconfig", kc.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("dev starts"),
-    );
+    let args = ["--no-controller", "--listen", "127.0.0.1:0", "--kubeconfig", kc.to_str().unwrap()];
+    let _dev = crate::common::Dev::start(dir.path(), &args, "export KUBECONFIG");
     let kubectl = |args: &[&str]| {
         Command::new("kubectl").args(args).env("KUBECONFIG", &kc).env("HOME", dir.path()).output().expect("kubectl")
     };
@@ -261,4 +245,26 @@ fn dev_without_the_controller_is_an_empty_cluster_the_chart_installs_into() {
     assert!(crds.status.success() && crds.stdout.is_empty(), "a fresh cluster has no CRD");
     helm(&["install", kc.to_str().unwrap(), CHART, "wo", "workspace-system", "{}"]).expect("install");
     assert!(kubectl(&["get", "crd", "workspaces.workspaces.dev"]).status.success(), "the chart installed the CRD");
+}
+
+#[test]
+fn the_chart_points_at_nothing_that_does_not_exist() {
+    let files = helm(&["render", CHART, "{}", "wo", "workspace-system"]).expect("renders");
+    let notes = files
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with("NOTES.txt"))
+        .map(|(_, v)| v.as_str().unwrap_or(""));
+    let notes = notes.expect("NOTES.txt renders");
+    assert!(notes.contains("charts/Dockerfile") && !notes.contains("https://"), "{notes}");
+    let chart = std::fs::read_to_string(format!("{CHART}/Chart.yaml")).expect("Chart.yaml");
+    let values = std::fs::read_to_string(format!("{CHART}/values.yaml")).expect("values.yaml");
+    for text in [&chart, &values] {
+        assert!(
+            !text.contains("example.invalid") && !text.contains("ghcr.io"),
+            "a placeholder or unpublished place:\n{text}"
+        );
+    }
+    assert!(values.contains("charts/Dockerfile"), "values.yaml says where the image comes from");
 }

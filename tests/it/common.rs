@@ -1,7 +1,8 @@
 //! The harness of the operator's tests: the local API server's test kit (a fresh server with
 //! kubectl pointed at it), the operator running against it, and readers of what it made.
 
-use std::process::Output;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use devcluster::testkit::{Cluster, eventually, eventually_async};
@@ -114,4 +115,59 @@ pub fn writes_of_a_reconcile(c: &Cluster, op: &Operator, name: &str) -> Vec<Requ
     c.ok(&["annotate", "ws", name, "poke=1", "--overwrite"]);
     op.wait_reconciles(before, 1);
     operator_writes(counters.take_log())
+}
+
+/// Run a Python tool of `tests/tools/` (in the venv `make test` installs) with `stdin`; its
+/// output, which must be a success.
+pub fn python_tool(script: &str, args: &[&str], stdin: &str) -> Output {
+    let python = std::env::var("HELM_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_string());
+    let mut child = Command::new(python)
+        .arg(format!("{}/tests/tools/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tests' Python runs (make test installs it into .venv)");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("the tool finishes");
+    assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// `workspace-operator dev` as a user runs it, in `cwd`; stopped on drop.
+pub struct Dev {
+    child: std::process::Child,
+    /// What it printed, up to the line that contains the `until` of `start`.
+    pub printed: String,
+}
+
+impl Dev {
+    pub fn start(cwd: &std::path::Path, args: &[&str], until: &str) -> Dev {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
+            .arg("dev")
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dev starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut printed = String::new();
+        while !printed.contains(until) {
+            let line = lines.next().expect("dev prints where things are").expect("a line");
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        Dev { child, printed }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

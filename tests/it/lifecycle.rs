@@ -33,6 +33,15 @@ fn pods_quota(c: &Cluster, target: &str) -> String {
     c.jsonpath(&["get", "quota", "workspace-quota", "-n", target], "{.spec.hard.pods}")
 }
 
+/// Try to start a pod (with limits, as the quota asks) in `target`: kubectl's error, if any.
+fn start_pod(c: &Cluster, target: &str) -> Option<String> {
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {target}}}\nspec: {{containers: [{{name: app, image: nginx, resources: {{limits: {{cpu: 100m, memory: 64Mi}}}}}}]}}\n"
+    );
+    let out = c.with_stdin(&["apply", "-f", "-"], &pod);
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn data(c: &Cluster, target: &str) -> String {
     c.jsonpath(&["get", "cm", "data", "-n", target], "{.data.k}")
 }
@@ -62,6 +71,11 @@ fn deactivation_revokes_access_blocks_new_pods_and_keeps_data() {
     set_desired(&c, DesiredState::Deactivated);
     c.eventually("access revoked", Duration::from_secs(10), || bindings(&c, &target).is_empty().then_some(()));
     assert_eq!(pods_quota(&c, &target), "0");
+    let refused = start_pod(&c, &target).expect("a new pod is refused");
+    assert!(
+        refused.contains("exceeded quota: workspace-quota, requested: pods=1, used: pods=0, limited: pods=0"),
+        "{refused}"
+    );
     assert_eq!(data(&c, &target), "v");
     assert_eq!(c.jsonpath(&["get", "ws", "ml", "-n", "acme"], "{.status.stateReason}"), "UserRequested");
 }
@@ -75,6 +89,7 @@ fn reactivation_restores_access_and_limits() {
         (bindings(&c, &target) == ADMINS_AND_PUBLIC).then_some(())
     });
     assert_eq!(pods_quota(&c, &target), "20");
+    assert_eq!(start_pod(&c, &target), None, "pods run again");
 }
 
 #[test]
@@ -103,6 +118,11 @@ fn every_change_of_state_is_recorded_as_an_event() {
     set_desired(&c, DesiredState::Deactivated);
     let events = c.ok(&["get", "events", "-n", "acme", "-o", "jsonpath={.items[*].reason}"]);
     assert!(events.contains("Provisioned") && events.contains("UserRequested"), "{events}");
+    // As `kubectl get events` prints them on a cluster: what, about which object, and why.
+    let table = c.ok(&["get", "events", "-n", "acme"]);
+    assert!(table.starts_with("LAST SEEN"), "{table}");
+    let row = table.lines().find(|l| l.contains("UserRequested")).unwrap_or_default();
+    assert!(row.contains("Normal") && row.contains("workspace/ml") && row.contains("Deactivated:"), "{table}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! through kubectl, kube-rs, Helm's engine and the operator's own process, against the local
 //! API server.
 
+mod api_docs;
 mod bad_input;
 mod chart;
 mod common;
@@ -13,4 +14,5 @@ mod list_views;
 mod ownership;
 mod production;
 mod samples;
+mod workflow;
 mod writes;

@@ -34,13 +34,24 @@ impl Process {
 
     /// GET a path on the metrics port: (status code, body), or None while it is not listening.
     fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.get_with(path, "").map(|(code, _, body)| (code, body))
+    }
+
+    /// GET with an Accept header: (status code, Content-Type, body).
+    fn get_with(&self, path: &str, accept: &str) -> Option<(u16, String, String)> {
         let mut s = std::net::TcpStream::connect(&self.metrics).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let code = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Some((code, body))
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let content_type = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        Some((code, content_type, body.to_string()))
     }
 
     fn signal(&self, sig: &str) {
@@ -88,11 +99,11 @@ fn holder(c: &Cluster) -> String {
     c.jsonpath(&["get", "lease", "workspace-operator", "-n", "default"], "{.spec.holderIdentity}")
 }
 
-#[test]
-fn metrics_probes_and_json_logs() {
+/// An operator process that reconciled `default/observed` after one failed attempt (an injected
+/// 500 on the namespace create); its log file.
+fn observed_operator(dir: &Path) -> (Cluster, Process, std::path::PathBuf) {
     let c = Cluster::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("operator.log");
+    let log = dir.join("operator.log");
     let p = Process::start(&c, "solo", &["--log-format", "json"], &log);
     // Live at once; not ready while the CRD is missing.
     let (code, _) = crate::common::eventually("/healthz", Duration::from_secs(10), || p.get("/healthz"));
@@ -100,27 +111,80 @@ fn metrics_probes_and_json_logs() {
     assert_eq!(p.get("/readyz").expect("/readyz").0, 503, "ready without the CRD");
     c.ok(&["apply", "-f", crate::common::CRD]);
     crate::common::eventually("/readyz 200", Duration::from_secs(20), || (p.get("/readyz")?.0 == 200).then_some(()));
-
-    // One failed attempt (an injected 500 on the namespace create), then success.
     c.server.faults().fail_next("create", "namespaces", 1, FaultKind::ServerError);
     c.apply(&crate::common::ws("observed").yaml());
     crate::common::wait_status(&c, "default", "observed", "Available");
-    let body = crate::common::eventually("metrics after the reconcile", Duration::from_secs(10), || {
+    crate::common::eventually("metrics after the reconcile", Duration::from_secs(10), || {
         let (_, body) = p.get("/metrics")?;
-        (metric(&body, "workspace_operator_workspaces{status=\"Available\"}")? >= 1.0).then_some(body)
+        (metric(&body, "workspace_operator_workspaces{status=\"Available\"}")? >= 1.0).then_some(())
     });
-    assert!(metric(&body, "workspace_operator_reconciles_total").unwrap_or(0.0) >= 1.0, "{body}");
-    let failures: f64 = body
-        .lines()
-        .filter(|l| l.starts_with("workspace_operator_reconcile_failures_total{reason="))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(failures >= 1.0, "the injected failure is counted by reason:\n{body}");
-    assert!(metric(&body, "workspace_operator_reconcile_duration_seconds_count").unwrap_or(0.0) >= 1.0, "{body}");
-    assert!(body.contains("workspace_operator_reconcile_duration_seconds_bucket{le="), "{body}");
-    assert!(body.contains("# TYPE workspace_operator_leader gauge"), "{body}");
+    (c, p, log)
+}
 
-    // Every log line is a JSON object; reconciles carry the Workspace in their span.
+#[test]
+fn probes_are_plain_text_and_ready_only_once_the_crd_is_established() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_c, p, _) = observed_operator(dir.path());
+    for path in ["/healthz", "/readyz"] {
+        let (code, content_type, body) = p.get_with(path, "").expect("probe");
+        assert_eq!((code, content_type.as_str(), body.as_str()), (200, "text/plain; charset=utf-8", "ok"));
+    }
+}
+
+#[test]
+fn metrics_are_openmetrics_that_a_real_parser_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_c, p, _) = observed_operator(dir.path());
+    // What Prometheus 3 sends.
+    let accept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+    let (code, content_type, body) = p.get_with("/metrics", accept).expect("scrape");
+    assert_eq!(code, 200);
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let out = crate::common::python_tool("openmetrics.py", &[], &body);
+    let families: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let family = |name: &str| {
+        families.iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no family {name} in:\n{body}"))
+    };
+    let label_keys = |name: &str| -> Vec<String> {
+        let mut keys: Vec<String> = family(name)["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["labels"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    // Every metric the README documents, with its type and labels.
+    assert_eq!(family("workspace_operator_reconciles")["type"], "counter");
+    assert!(family("workspace_operator_reconciles")["samples"][0]["name"] == "workspace_operator_reconciles_total");
+    assert_eq!(family("workspace_operator_reconcile_failures")["type"], "counter");
+    assert_eq!(label_keys("workspace_operator_reconcile_failures"), ["reason"], "the injected 500 is counted");
+    assert_eq!(family("workspace_operator_reconcile_duration_seconds")["type"], "histogram");
+    assert_eq!(label_keys("workspace_operator_reconcile_duration_seconds"), ["le"]);
+    assert_eq!(family("workspace_operator_workspaces")["type"], "gauge");
+    assert_eq!(label_keys("workspace_operator_workspaces"), ["status"]);
+    assert_eq!(family("workspace_operator_leader")["type"], "gauge");
+    // A scraper that only reads the classic format gets it, counters named with `_total`.
+    let (_, content_type, classic) = p.get_with("/metrics", "text/plain;version=0.0.4").expect("scrape");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(classic.contains("# TYPE workspace_operator_reconciles_total counter"), "{classic}");
+    assert!(!classic.contains("# EOF"), "{classic}");
+}
+
+#[test]
+fn logs_are_json_lines_and_a_reconcile_names_its_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, _p, log) = observed_operator(dir.path());
+    // Ordinary life: Workspaces come and go, some deleted while a reconcile of theirs is queued.
+    for i in 0..10 {
+        c.apply(&crate::common::ws(&format!("brief-{i}")).yaml());
+    }
+    c.ok(&["delete", "ws", "--all", "--wait=false"]);
+    crate::common::eventually("every Workspace gone", Duration::from_secs(30), || {
+        c.ok(&["get", "ws", "-o", "name"]).trim().is_empty().then_some(())
+    });
     let text = std::fs::read_to_string(&log).expect("log");
     let lines: Vec<serde_json::Value> =
         text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
@@ -128,6 +192,13 @@ fn metrics_probes_and_json_logs() {
         .iter()
         .any(|l| l["span"]["namespace"] == "default" && l["span"]["workspace"] == "observed" && l["level"].is_string());
     assert!(in_span, "no log line inside the reconcile span of default/observed:\n{text}");
+    // WARN is for what someone on call should look at: here the missing CRD at start and the
+    // injected failure, each once.
+    let expected = ["reconcile failed", "waiting for the Workspace CRD (install crds/workspace.yaml)"];
+    let warnings: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["level"] == "WARN" && !expected.iter().any(|m| l["message"] == *m)).collect();
+    assert!(warnings.is_empty(), "warnings in ordinary life: {warnings:?}");
+    assert!(!text.contains('\u{1b}'), "no colour codes in a log written to a file");
 }
 
 #[test]
@@ -143,6 +214,8 @@ fn sigterm_releases_the_lease_and_exits_zero() {
     assert_eq!(p.exit_code(Duration::from_secs(30)), Some(0), "{}", log_of(dir.path(), "a.log"));
     // Released, so a standby need not wait for the lease to expire.
     assert_eq!(holder(&c), "", "the lease still names a holder");
+    let log = log_of(dir.path(), "a.log");
+    assert!(log.contains("became leader") && !log.contains('\u{1b}'), "plain text in a file, no colours:\n{log}");
 }
 
 #[test]

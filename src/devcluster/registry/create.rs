@@ -11,7 +11,7 @@ use crate::http::{Reply, Req, ResourcePath};
 use crate::registry::{ApiServer, strip_empty_metadata};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
-use crate::{admission, builtin, managed, protobuf, validation};
+use crate::{admission, builtin, managed, protobuf, quota, validation};
 
 impl ApiServer {
     pub(crate) fn decode_body(&self, res: &Resource, req: &Req) -> Result<Value> {
@@ -122,6 +122,9 @@ impl ApiServer {
             }
         }
         let warnings = self.admit(res, &mut obj, None, opts)?;
+        if let Some(ns) = namespace {
+            quota::admit_create(g, &self.catalogue(), res, ns, &obj)?;
+        }
         let key = store::key(namespace, &name);
         if g.get(&res.collection, &key).is_some() {
             return Err(ApiError::already_exists(&res.named(&name)));
@@ -158,7 +161,21 @@ impl ApiServer {
         if res.plural == "customresourcedefinitions" {
             self.refresh_catalogue(g);
         }
+        if let Some(ns) = namespace {
+            quota::refresh(g, &self.catalogue(), ns);
+        }
+        if res.plural == "namespaces" && res.group.is_empty() {
+            self.populate_namespace(g, &name);
+        }
         Ok(((*stored).clone(), warnings))
+    }
+
+    /// What kube-controller-manager adds to every new namespace: its `default` ServiceAccount.
+    fn populate_namespace(&self, g: &mut Guard<'_>, namespace: &str) {
+        let Some(sa) = self.resource("", "v1", "serviceaccounts") else { return };
+        let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        let opts = WriteOpts { manager: "kube-controller-manager".into(), ..WriteOpts::default() };
+        let _ = self.create_locked(g, &sa, Some(namespace), obj, &opts);
     }
 
     /// Pruning, defaulting and validation; returns `Warning` headers for fieldValidation=Warn.

@@ -11,7 +11,7 @@ use crate::registry::create::{FieldValidation, WriteOpts, check_type, parse_body
 use crate::registry::{ApiServer, name_of, string_set, strip_empty_metadata};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
-use crate::{admission, builtin, managed, patch};
+use crate::{admission, builtin, managed, patch, quota};
 
 impl ApiServer {
     pub(crate) fn update(&self, res: &Arc<Resource>, t: &ResourcePath, name: &str, req: &Req) -> Result<Reply> {
@@ -162,6 +162,9 @@ impl ApiServer {
             self.after_removal(g, res, &stored);
         } else {
             g.put(&res.collection, key, stored.clone(), rv);
+        }
+        if let Some(ns) = stored["metadata"]["namespace"].as_str() {
+            quota::refresh(g, &self.catalogue(), ns);
         }
         if res.plural == "customresourcedefinitions" {
             self.refresh_catalogue(g);
