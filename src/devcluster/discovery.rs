@@ -36,6 +36,11 @@ pub fn discovery(cat: &Catalogue, path: &str, accept: &str) -> Reply {
     }
 }
 
+/// Reviews are create-only; everything else takes every verb.
+fn verbs(r: &Resource) -> Vec<&'static str> {
+    if r.review { vec!["create"] } else { VERBS.to_vec() }
+}
+
 fn ok(body: Value) -> Reply {
     Reply::Json { code: 200, body, headers: Vec::new() }
 }
@@ -49,7 +54,7 @@ fn resource_list(cat: &Catalogue, g: &str, v: &str) -> Value {
     let mut resources = Vec::new();
     for r in cat.in_group_version(g, v) {
         let mut entry = json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": VERBS});
+            "kind": r.kind, "verbs": verbs(r)});
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
         }
@@ -66,6 +71,10 @@ fn resource_list(cat: &Catalogue, g: &str, v: &str) -> Value {
             resources
                 .push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
+        if r.token {
+            resources.push(json!({"name": format!("{}/token", r.plural), "singularName": "", "namespaced": true,
+                "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}));
         }
     }
     let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
@@ -100,9 +109,12 @@ fn aggregated_resource(r: &Resource) -> Value {
     if r.scale {
         subs.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
     }
+    if r.token {
+        subs.push(json!({"subresource": "token", "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}, "verbs": ["create"]}));
+    }
     let mut e = json!({"resource": r.plural, "responseKind": kind,
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": r.singular, "verbs": VERBS});
+        "singularResource": r.singular, "verbs": verbs(r)});
     if !r.short_names.is_empty() {
         e["shortNames"] = json!(r.short_names);
     }

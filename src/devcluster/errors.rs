@@ -167,6 +167,22 @@ impl ApiError {
         Self::new(409, "Conflict", message, Some(d))
     }
 
+    /// 401, whatever the cause (`filters/authentication.go`).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into(), None)
+    }
+
+    /// A 403 whose message and details were composed already (the authorizer's).
+    pub fn forbidden_raw(message: String, details: Value) -> Self {
+        Self::new(403, "Forbidden", message, Some(details))
+    }
+
+    /// Another status code with a plain message.
+    pub fn raw(code: u16, message: String) -> Self {
+        let reason = if code >= 500 { "InternalError" } else { "BadRequest" };
+        Self::new(code, reason, message, None)
+    }
+
     pub fn forbidden(t: &Named, why: &str) -> Self {
         Self::new(403, "Forbidden", format!("{} {:?} is forbidden: {why}", t.qualified(), t.name), Some(t.details()))
     }

@@ -9,11 +9,13 @@ use hyper::{HeaderMap, Method};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::auth::UserInfo;
 use crate::counters::RequestRecord;
 use crate::discovery;
 use crate::errors::{ApiError, Result};
 use crate::faults::FaultKind;
 use crate::list::expired_continue;
+use crate::rbac::{self, Attributes};
 use crate::registry::ApiServer;
 use crate::resources::Resource;
 
@@ -23,6 +25,8 @@ pub struct Req {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Who asks, once authenticated (and impersonated).
+    pub user: UserInfo,
 }
 
 impl Req {
@@ -32,7 +36,7 @@ impl Req {
             .filter(|(k, _)| !k.is_empty())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        Req { method, path, query, headers, body }
+        Req { method, path, query, headers, body, user: UserInfo::anonymous() }
     }
 
     pub(crate) fn q(&self, key: &str) -> Option<&str> {
@@ -154,6 +158,12 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
 
 impl ApiServer {
     pub async fn handle(self: &Arc<Self>, req: Req) -> Reply {
+        // Authorization comes before routing: an unknown type is forbidden, not missing.
+        let attributes = Attributes::of_request(&req.method, &req.path, &req.query);
+        let decision = self.authorize(&req.user, &attributes);
+        if !decision.allowed {
+            return rbac::forbidden(&req.user, &attributes, &decision).into();
+        }
         match route(&req.path) {
             Route::Version => Reply::ok(json!({
                 "major": "1", "minor": "33", "gitVersion": "v1.33.0",
@@ -187,7 +197,11 @@ impl ApiServer {
             Some("status") if res.status => {}
             Some("scale") if res.scale => {}
             Some("finalize") if res.plural == "namespaces" => {}
+            Some("token") if res.token && req.method == Method::POST => {}
             Some(_) => return Err(ApiError::no_route()),
+        }
+        if res.review || t.sub.as_deref() == Some("token") {
+            return self.create_only(&res, &t, &req);
         }
         let verb = match (&req.method, &t.name) {
             (&Method::GET, Some(_)) => "get",
@@ -229,5 +243,22 @@ impl ApiServer {
             "delete" => self.delete(&res, &t, &name, &req),
             _ => self.delete_collection(&res, &t, &req),
         }
+    }
+
+    /// Reviews and TokenRequests: POST only, nothing stored.
+    fn create_only(&self, res: &Resource, t: &ResourcePath, req: &Req) -> Result<Reply> {
+        if req.method != Method::POST {
+            return Err(ApiError::method_not_allowed(req.method.as_str(), &res.named("")));
+        }
+        let sub = t.sub.clone().unwrap_or_default();
+        self.counters.record(RequestRecord {
+            user_agent: req.header("user-agent").to_string(),
+            verb: "create".into(),
+            group: res.group.clone(),
+            resource: res.plural.clone(),
+            subresource: sub.clone(),
+            namespace: t.namespace.clone().unwrap_or_default(),
+        });
+        if sub == "token" { self.token_request(t, req) } else { self.review(res, t, req) }
     }
 }

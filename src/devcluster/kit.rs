@@ -1,5 +1,6 @@
-//! The test kit: start a server, reach it (URL, kubeconfig, kube-rs client), and steer it (fault
-//! injection, request counters, history compaction). This is the crate's whole public surface.
+//! The test kit: start a server, reach it as whom you like (an admin's kubeconfig and kube-rs
+//! client, a user's certificate, a ServiceAccount's token), and steer it (fault injection,
+//! request counters, history compaction). With `testkit`, the crate's whole public surface.
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -25,15 +26,81 @@ impl Handle {
         &self.url
     }
 
-    /// A kubeconfig that kubectl, Helm and kube-rs accept.
+    /// The cluster admin's kubeconfig, as kubeadm writes it: the CA, and a client certificate
+    /// for `kubernetes-admin` in `system:masters`.
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_for(&self.url)
+        self.kubeconfig_as(ADMIN, &[crate::auth::MASTERS])
     }
 
-    /// A kube-rs client for this server; build it inside the caller's runtime.
+    /// A kubeconfig whose client certificate says `user`, in `groups`.
+    pub fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String {
+        let c = self.server.pki.issue(user, groups);
+        let user_yaml =
+            format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c.cert_pem), b64(&c.key_pem));
+        self.kubeconfig_with(user, &user_yaml)
+    }
+
+    /// A kubeconfig that authenticates with a bearer token (and no certificate).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig_with("token-user", &format!("    token: {token}\n"))
+    }
+
+    fn kubeconfig_with(&self, user: &str, credentials: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+             contexts:\n- name: {user}@kubernetes\n  context:\n    cluster: kubernetes\n    user: {user}\n    namespace: default\n\
+             current-context: {user}@kubernetes\nusers:\n- name: {user}\n  user:\n{credentials}",
+            url = self.url,
+            ca = b64(&self.server.pki.ca_pem),
+        )
+    }
+
+    fn config(&self) -> kube::Config {
+        let mut config = kube::Config::new(self.url.parse().expect("a loopback URL parses"));
+        config.root_cert = Some(vec![self.server.pki.ca_der()]);
+        config
+    }
+
+    /// A kube-rs client as the cluster admin; build it inside the caller's runtime.
     pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url.parse().expect("a loopback URL parses"));
-        kube::Client::try_from(config).expect("a plain-HTTP client builds")
+        self.client_as(ADMIN, &[crate::auth::MASTERS])
+    }
+
+    /// A kube-rs client with a certificate for `user` in `groups`.
+    pub fn client_as(&self, user: &str, groups: &[&str]) -> kube::Client {
+        let c = self.server.pki.issue(user, groups);
+        let mut config = self.config();
+        config.auth_info.client_certificate_data = Some(b64(&c.cert_pem));
+        config.auth_info.client_key_data = Some(b64(&c.key_pem).into());
+        kube::Client::try_from(config).expect("a TLS client builds")
+    }
+
+    /// A kube-rs client with no credentials at all (anonymous).
+    pub fn client_anonymous(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("a TLS client builds")
+    }
+
+    /// A kube-rs client that authenticates with a bearer token.
+    pub fn client_with_token(&self, token: &str) -> kube::Client {
+        let mut config = self.config();
+        config.auth_info.token = Some(token.to_string().into());
+        kube::Client::try_from(config).expect("a TLS client builds")
+    }
+
+    /// A token for an existing ServiceAccount (valid an hour, for the API), as the TokenRequest
+    /// API would issue it; None when there is no such ServiceAccount.
+    pub fn token_for(&self, namespace: &str, name: &str) -> Option<String> {
+        let sa = self.server.store.lock().get("serviceaccounts", &crate::store::key(Some(namespace), name))?;
+        let uid = sa["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let (token, _) = self.server.tokens.issue(&crate::auth::tokens::Request {
+            namespace,
+            name,
+            uid: &uid,
+            audiences: vec![crate::auth::tokens::ISSUER.to_string()],
+            seconds: 3600,
+            bound: None,
+        });
+        Some(token)
     }
 
     pub fn faults(&self) -> &Faults {
@@ -71,7 +138,7 @@ impl DevCluster {
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         tokio::spawn(crate::server::serve(listener, server.clone(), rx));
-        Ok(DevCluster { handle: Handle { url: format!("http://{addr}"), server }, addr, _shutdown: tx })
+        Ok(DevCluster { handle: Handle { url: format!("https://{addr}"), server }, addr, _shutdown: tx })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -90,6 +157,15 @@ impl Deref for DevCluster {
     }
 }
 
+/// The admin's user name, as kubeadm names it.
+pub const ADMIN: &str = "kubernetes-admin";
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A kubeconfig for `url` without credentials (a cluster that is not there, say).
 pub fn kubeconfig_for(url: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: {url}\n\

@@ -24,6 +24,7 @@
 //!   others get the default Name and Created At.
 
 mod admission;
+mod auth;
 mod builtin;
 mod clock;
 mod counters;
@@ -37,8 +38,10 @@ mod managed;
 mod patch;
 mod protobuf;
 mod quota;
+mod rbac;
 mod registry;
 mod resources;
+mod reviews;
 mod selectors;
 mod server;
 mod store;

@@ -24,6 +24,10 @@ pub struct Resource {
     pub scale: bool,
     pub name_rule: NameRule,
     pub tracks_generation: bool,
+    /// A review: create-only, answered and never stored (SubjectAccessReview and the like).
+    pub review: bool,
+    /// ServiceAccounts' `token` subresource (TokenRequest).
+    pub token: bool,
     /// Storage is shared across versions (and between the two Event APIs).
     pub collection: Arc<str>,
     /// For custom resources: the version's schema and presentation.
@@ -70,6 +74,7 @@ struct Builtin {
     name_rule: NameRule,
     generation: bool,
     categories: &'static [&'static str],
+    review: bool,
 }
 
 const fn b(
@@ -92,7 +97,12 @@ const fn b(
         name_rule: NameRule::Subdomain,
         generation: false,
         categories: &[],
+        review: false,
     }
+}
+
+const fn review(group: &'static str, kind: &'static str, plural: &'static str, namespaced: bool) -> Builtin {
+    Builtin { review: true, name_rule: NameRule::PathSegment, ..b(group, "v1", kind, plural, namespaced, &[]) }
 }
 
 fn builtins() -> Vec<Builtin> {
@@ -142,6 +152,12 @@ fn builtins() -> Vec<Builtin> {
             ..b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[])
         },
         b("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
+        review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false),
+        review("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", false),
+        review("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", false),
+        review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", true),
+        review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", false),
+        review("authentication.k8s.io", "TokenReview", "tokenreviews", false),
         Builtin {
             status: true,
             generation: true,
@@ -200,6 +216,8 @@ impl Catalogue {
                 scale: bi.scale,
                 name_rule: bi.name_rule,
                 tracks_generation: bi.generation,
+                review: bi.review,
+                token: bi.group.is_empty() && bi.plural == "serviceaccounts",
                 collection: collection.into(),
                 custom: None,
             });
@@ -263,6 +281,8 @@ impl Catalogue {
                 name_rule: NameRule::Subdomain,
                 tracks_generation: true,
                 collection: format!("{group}/{plural}").into(),
+                review: false,
+                token: false,
                 custom: Some(Arc::new(CustomVersion {
                     rules: super::admission::compile_rules(&v["schema"]["openAPIV3Schema"]),
                     schema: v["schema"]["openAPIV3Schema"].clone(),

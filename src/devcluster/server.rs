@@ -1,16 +1,18 @@
-//! HTTP/1.1 plumbing: accept connections, read requests, write responses and watch streams.
+//! HTTPS plumbing: accept TLS connections (a client certificate asked for, not required), read
+//! requests, authenticate them, write responses and watch streams.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +26,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub type Body = BoxBody<Bytes, Infallible>;
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.pki.server_config.clone());
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -33,11 +36,16 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let mut shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(state.clone(), req));
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            // The certificate chain the client presented, once per connection.
+            let chain: Arc<Vec<CertificateDer<'static>>> =
+                Arc::new(tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default());
+            let service = service_fn(move |req| handle(state.clone(), chain.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(tls), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -47,8 +55,21 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut
     }
 }
 
-async fn handle(state: Arc<ApiServer>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    state: Arc<ApiServer>,
+    chain: Arc<Vec<CertificateDer<'static>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    // Authentication, then impersonation, as kube-apiserver's filters run them.
+    let user = match state.authenticate(&parts.headers, &chain) {
+        Ok(user) => user,
+        Err(e) => return Ok(error_response(&e)),
+    };
+    let user = match state.impersonate(user, &parts.headers) {
+        Ok(user) => user,
+        Err(e) => return Ok(error_response(&e)),
+    };
     let latency = state.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -58,8 +79,13 @@ async fn handle(state: Arc<ApiServer>, req: Request<Incoming>) -> Result<Respons
         Err(_) => return Ok(error_response(&ApiError::too_large())),
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let req = Req::new(parts.method, parts.uri.path().to_string(), &query, parts.headers, body);
-    let reply = state.handle(req).await;
+    let mut req = Req::new(parts.method, parts.uri.path().to_string(), &query, parts.headers, body);
+    req.user = user;
+    // A handler that fails unexpectedly still answers: a Status, never a dropped connection.
+    let reply = match std::panic::AssertUnwindSafe(state.handle(req)).catch_unwind().await {
+        Ok(reply) => reply,
+        Err(_) => Reply::Error(ApiError::internal("the request's handler failed")),
+    };
     Ok(match reply {
         Reply::Json { code, body, headers } => {
             let mut resp = json_response(code, &body);
@@ -93,6 +119,9 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut resp = json_response(e.code, &e.status);
     if let Some(s) = e.retry_after {
         resp.headers_mut().insert("Retry-After", HeaderValue::from(s));
+    }
+    if e.code == 403 {
+        resp.headers_mut().insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
     }
     resp
 }

@@ -99,6 +99,21 @@ impl Cluster {
     pub fn eventually<T>(&self, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
         eventually(what, timeout, f)
     }
+
+    /// Write a kubeconfig of this cluster (`Handle::kubeconfig_as` and friends make them) to a
+    /// file of its own; its path, for `kubectl_with`.
+    pub fn save_kubeconfig(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Run kubectl with another kubeconfig (another user).
+    pub fn kubectl_with(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+        let mut cmd = self.kubectl_command(args);
+        cmd.env("KUBECONFIG", kubeconfig);
+        cmd.output().expect("kubectl runs")
+    }
 }
 
 /// Poll `f` until it returns Some, or panic with `what` after `timeout`.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::clock::now_rfc3339;
 use crate::errors::{ApiError, Headers, Result};
 use crate::http::{Reply, Req, ResourcePath};
@@ -26,6 +27,7 @@ impl ApiServer {
 
     pub(crate) fn write_opts(&self, req: &Req, sub: Option<&str>) -> WriteOpts {
         WriteOpts {
+            user: req.user.clone(),
             dry_run: req.dry_run(),
             field_validation: match req.q("fieldValidation") {
                 Some("Strict") => FieldValidation::Strict,
@@ -122,6 +124,7 @@ impl ApiServer {
             }
         }
         let warnings = self.admit(res, &mut obj, None, opts)?;
+        self.check_escalation(g, &opts.user, res, None, &obj)?;
         if let Some(ns) = namespace {
             quota::admit_create(g, &self.catalogue(), res, ns, &obj)?;
         }
@@ -158,12 +161,7 @@ impl ApiServer {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         let stored = Arc::new(obj);
         g.put(&res.collection, key, stored.clone(), rv);
-        if res.plural == "customresourcedefinitions" {
-            self.refresh_catalogue(g);
-        }
-        if let Some(ns) = namespace {
-            quota::refresh(g, &self.catalogue(), ns);
-        }
+        self.after_write(g, res, namespace);
         if res.plural == "namespaces" && res.group.is_empty() {
             self.populate_namespace(g, &name);
         }
@@ -227,14 +225,31 @@ pub enum FieldValidation {
     Ignore,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WriteOpts {
+    /// Who writes: RBAC writes are checked against what they hold.
+    pub user: UserInfo,
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub manager: String,
     pub subresource: Option<String>,
     pub force: bool,
     pub apply: bool,
+}
+
+/// The server's own writes (bootstrap objects, a namespace's default ServiceAccount).
+impl Default for WriteOpts {
+    fn default() -> Self {
+        WriteOpts {
+            user: UserInfo::system(),
+            dry_run: false,
+            field_validation: FieldValidation::default(),
+            manager: String::new(),
+            subresource: None,
+            force: false,
+            apply: false,
+        }
+    }
 }
 
 impl WriteOpts {

@@ -13,7 +13,7 @@ use crate::registry::create::parse_body;
 use crate::registry::{ApiServer, name_of, string_set};
 use crate::resources::Resource;
 use crate::store::{self, Bounds, Guard};
-use crate::{builtin, protobuf, quota};
+use crate::{builtin, protobuf};
 
 impl ApiServer {
     pub(crate) fn delete(&self, res: &Arc<Resource>, t: &ResourcePath, name: &str, req: &Req) -> Result<Reply> {
@@ -125,10 +125,8 @@ impl ApiServer {
             self.refresh_catalogue(g);
             return;
         }
+        self.after_write(g, res, removed["metadata"]["namespace"].as_str());
         let cat = self.catalogue();
-        if let Some(ns) = removed["metadata"]["namespace"].as_str() {
-            quota::refresh(g, &cat, ns);
-        }
         if let Some(ns) = removed["metadata"]["namespace"].as_str()
             && let Some(nsobj) = g.get("namespaces", &store::key(None, ns))
             && nsobj["metadata"].get("deletionTimestamp").is_some()

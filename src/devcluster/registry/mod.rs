@@ -11,16 +11,19 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
+use crate::auth::pki::Pki;
+use crate::auth::tokens::Tokens;
 use crate::builtin;
 use crate::counters::Counters;
 use crate::errors::{ApiError, Result};
 use crate::faults::Faults;
 use crate::http::{Reply, Req, ResourcePath};
+use crate::rbac::{self, ClusterPolicy};
 use crate::resources::{Catalogue, Resource};
 use crate::store::{self, Guard, Store};
 use crate::table;
 
-pub(crate) use create::WriteOpts;
+pub(crate) use create::{WriteOpts, parse_body};
 
 pub struct ApiServer {
     pub(crate) store: Store,
@@ -28,6 +31,10 @@ pub struct ApiServer {
     pub(crate) faults: Faults,
     pub(crate) counters: Counters,
     next_ip: AtomicU32,
+    pub(crate) pki: Pki,
+    pub(crate) tokens: Tokens,
+    /// ClusterRoles and ClusterRoleBindings as the authorizer reads them; None after a change.
+    pub(crate) policy: RwLock<Option<Arc<ClusterPolicy>>>,
 }
 
 impl Default for ApiServer {
@@ -37,6 +44,7 @@ impl Default for ApiServer {
 }
 
 impl ApiServer {
+    /// A new cluster: its CA and signing key, the namespaces and RBAC policy it starts with.
     pub fn new() -> Self {
         let state = ApiServer {
             store: Store::default(),
@@ -44,16 +52,52 @@ impl ApiServer {
             faults: Faults::default(),
             counters: Counters::default(),
             next_ip: AtomicU32::new(1),
+            pki: Pki::new().expect("the cluster's certificates are made"),
+            tokens: Tokens::new().expect("the token signing key is made"),
+            policy: RwLock::new(None),
         };
         {
             let mut g = state.store.lock();
+            let opts = WriteOpts::default();
+            let seed = |g: &mut Guard<'_>, plural: &str, group: &str, namespace: Option<&str>, obj: Value| {
+                let res = state.resource(group, "v1", plural).expect("built in");
+                let _ = state.create_locked(g, &res, namespace, obj, &opts);
+            };
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-                let res = state.resource("", "v1", "namespaces").expect("namespaces are built in");
-                let _ = state.create_locked(&mut g, &res, None, obj, &WriteOpts::default());
+                seed(
+                    &mut g,
+                    "namespaces",
+                    "",
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                );
+            }
+            for role in rbac::bootstrap::cluster_roles() {
+                seed(&mut g, "clusterroles", rbac::GROUP, None, role);
+            }
+            for binding in rbac::bootstrap::cluster_role_bindings() {
+                seed(&mut g, "clusterrolebindings", rbac::GROUP, None, binding);
             }
         }
         state
+    }
+
+    /// What follows a write of `res` in namespace `namespace`, as controllers would do it:
+    /// CRDs change the catalogue, ClusterRoles the aggregated roles and the cached policy,
+    /// objects in a namespace its quotas' usage.
+    pub(crate) fn after_write(&self, g: &mut Guard<'_>, res: &Resource, namespace: Option<&str>) {
+        match (res.group.as_str(), res.plural.as_str()) {
+            ("apiextensions.k8s.io", "customresourcedefinitions") => self.refresh_catalogue(g),
+            (rbac::GROUP, "clusterroles") => {
+                rbac::aggregate::run(g);
+                self.policy_changed();
+            }
+            (rbac::GROUP, "clusterrolebindings") => self.policy_changed(),
+            _ => {}
+        }
+        if let Some(ns) = namespace {
+            crate::quota::refresh(g, &self.catalogue(), ns);
+        }
     }
 
     pub fn catalogue(&self) -> Arc<Catalogue> {

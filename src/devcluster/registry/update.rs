@@ -11,7 +11,7 @@ use crate::registry::create::{FieldValidation, WriteOpts, check_type, parse_body
 use crate::registry::{ApiServer, name_of, string_set, strip_empty_metadata};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
-use crate::{admission, builtin, managed, patch, quota};
+use crate::{admission, builtin, managed, patch};
 
 impl ApiServer {
     pub(crate) fn update(&self, res: &Arc<Resource>, t: &ResourcePath, name: &str, req: &Req) -> Result<Reply> {
@@ -129,6 +129,7 @@ impl ApiServer {
             }
         }
         let headers = self.admit(res, &mut obj, Some(current), opts)?;
+        self.check_escalation(g, &opts.user, res, Some(current), &obj)?;
         builtin::on_update(res, &mut obj, current);
         if res.tracks_generation && spec_changed(res, current, &obj) {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -163,12 +164,7 @@ impl ApiServer {
         } else {
             g.put(&res.collection, key, stored.clone(), rv);
         }
-        if let Some(ns) = stored["metadata"]["namespace"].as_str() {
-            quota::refresh(g, &self.catalogue(), ns);
-        }
-        if res.plural == "customresourcedefinitions" {
-            self.refresh_catalogue(g);
-        }
+        self.after_write(g, res, stored["metadata"]["namespace"].as_str());
         Ok(((*stored).clone(), 200, headers))
     }
 
