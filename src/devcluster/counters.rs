@@ -13,6 +13,8 @@ pub struct Counters {
 /// One request as seen by the server.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RequestRecord {
+    /// Who asked (after impersonation).
+    pub user: String,
     pub user_agent: String,
     pub verb: String,
     pub group: String,

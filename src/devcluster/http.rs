@@ -218,6 +218,7 @@ impl ApiServer {
             }
         };
         self.counters.record(RequestRecord {
+            user: req.user.name.clone(),
             user_agent: req.header("user-agent").to_string(),
             verb: verb.into(),
             group: res.group.clone(),
@@ -252,6 +253,7 @@ impl ApiServer {
         }
         let sub = t.sub.clone().unwrap_or_default();
         self.counters.record(RequestRecord {
+            user: req.user.name.clone(),
             user_agent: req.header("user-agent").to_string(),
             verb: "create".into(),
             group: res.group.clone(),

@@ -44,6 +44,7 @@ mod resources;
 mod reviews;
 mod selectors;
 mod server;
+mod shape;
 mod store;
 mod table;
 pub mod testkit;

@@ -116,13 +116,7 @@ impl ApiServer {
         } else {
             crate::registry::parse_body(&req.body)?
         };
-        if !body.is_object() {
-            return Err(ApiError::bad_request(format!(
-                "{kind} in version \"{v}\" cannot be handled as a {kind}: the body is not an object",
-                kind = res.kind,
-                v = res.version
-            )));
-        }
+        crate::shape::check(res, &body)?;
         Ok(body)
     }
 

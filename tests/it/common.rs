@@ -25,8 +25,32 @@ pub struct Operator {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The operator's identity, as the chart installs it.
+pub const OPERATOR_USER: &str = "system:serviceaccount:workspace-system:workspace-operator";
+
+/// Install the chart's RBAC for the operator and return a token of its ServiceAccount.
+pub fn operator_token(c: &Cluster) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let admin = c.server.client();
+        workspace_operator::dev::install_rbac(&admin).await.expect("the chart's RBAC applies");
+        workspace_operator::dev::operator_token(&admin, 3600).await.expect("a token for the operator")
+    })
+}
+
+/// A kubeconfig that is the operator's ServiceAccount (its RBAC installed).
+pub fn operator_kubeconfig(c: &Cluster) -> std::path::PathBuf {
+    c.save_kubeconfig("operator-kubeconfig", &c.server.kubeconfig_with_token(&operator_token(c)))
+}
+
 impl Operator {
+    /// The operator as it runs in a cluster: as its ServiceAccount, with the chart's RBAC.
     pub fn start(c: &Cluster) -> Operator {
+        Operator::start_with_token(c, operator_token(c))
+    }
+
+    /// As `start`, with a token of the operator's account taken beforehand.
+    pub fn start_with_token(c: &Cluster, token: String) -> Operator {
         let metrics = std::sync::Arc::new(workspace_operator::metrics::Metrics::default());
         let config = workspace_operator::controller::Config { metrics: Some(metrics.clone()), ..Default::default() };
         let server = c.server.handle().clone();
@@ -38,7 +62,7 @@ impl Operator {
                 let shutdown = async move {
                     let _ = stop_rx.await;
                 };
-                workspace_operator::controller::run_until(server.client(), config, shutdown).await;
+                workspace_operator::controller::run_until(server.client_with_token(&token), config, shutdown).await;
             });
         });
         Operator { metrics, stop: Some(stop_tx), thread: Some(thread) }
@@ -99,12 +123,9 @@ pub fn plugin(c: &Cluster, args: &[&str]) -> Output {
     c.command(env!("CARGO_BIN_EXE_kubectl-workspaces"), args).output().expect("plugin runs")
 }
 
-/// The write requests in `log` that were not kubectl's (the operator's).
+/// The write requests in `log` that were the operator's.
 pub fn operator_writes(log: Vec<RequestRecord>) -> Vec<RequestRecord> {
-    log.into_iter()
-        .filter(|r| !r.user_agent.starts_with("kubectl"))
-        .filter(|r| WRITE_VERBS.contains(&r.verb.as_str()))
-        .collect()
+    log.into_iter().filter(|r| r.user == OPERATOR_USER).filter(|r| WRITE_VERBS.contains(&r.verb.as_str())).collect()
 }
 
 /// Touch Workspace `name` (in `default`) so it is reconciled once more; the operator's writes.

@@ -130,9 +130,10 @@ fn operator_stopped_mid_provisioning_and_restarted() {
 fn stop_requested_while_the_api_server_fails() {
     let c = Cluster::start();
     c.ok(&["apply", "-f", crate::common::CRD]);
+    let token = crate::common::operator_token(&c);
     // Every request fails, so the operator's caches never sync before it is told to stop.
     c.server.faults().fail_next("", "", 1_000_000, FaultKind::ServerError);
-    let op = Operator::start(&c);
+    let op = Operator::start_with_token(&c, token);
     let stopping = std::thread::spawn(move || drop(op));
     c.eventually("the operator to stop", Duration::from_secs(10), || stopping.is_finished().then_some(()));
 }

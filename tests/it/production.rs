@@ -19,10 +19,11 @@ impl Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let metrics = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(log).expect("log file");
+        // As deployed: the chart's ServiceAccount and RBAC, its Lease in its own namespace.
         let child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
-            .args(["run", "--metrics-addr", &metrics, "--lease-namespace", "default"])
+            .args(["run", "--metrics-addr", &metrics, "--lease-namespace", "workspace-system"])
             .args(extra)
-            .env("KUBECONFIG", c.kubeconfig())
+            .env("KUBECONFIG", crate::common::operator_kubeconfig(c))
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
@@ -96,7 +97,7 @@ fn leader_and_standby(dir: &Path, first: &str) -> (Cluster, Process, Process) {
 }
 
 fn holder(c: &Cluster) -> String {
-    c.jsonpath(&["get", "lease", "workspace-operator", "-n", "default"], "{.spec.holderIdentity}")
+    c.jsonpath(&["get", "lease", "workspace-operator", "-n", "workspace-system"], "{.spec.holderIdentity}")
 }
 
 /// An operator process that reconciled `default/observed` after one failed attempt (an injected

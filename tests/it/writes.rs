@@ -92,7 +92,7 @@ fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
     let mut requests: Vec<String> = counters
         .take_log()
         .into_iter()
-        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| r.user == crate::common::OPERATOR_USER)
         .filter(|r| !["list", "watch"].contains(&r.verb.as_str()))
         .map(|r| {
             let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };

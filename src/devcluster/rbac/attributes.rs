@@ -64,7 +64,7 @@ impl Attributes {
             // /namespaces/{name}[/status|/finalize] is the Namespace itself, in its own namespace.
             ["namespaces", ns] | ["namespaces", ns, "status" | "finalize"] if group.is_empty() => {
                 r.namespace = ns.to_string();
-                &rest[..]
+                rest
             }
             ["namespaces", ns, tail @ ..] if !tail.is_empty() => {
                 r.namespace = ns.to_string();

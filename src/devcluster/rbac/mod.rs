@@ -73,7 +73,7 @@ impl Rule {
                             || *x == combined
                             || (!r.subresource.is_empty() && x.strip_prefix("*/") == Some(r.subresource.as_str()))
                     })
-                    && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| *n == r.name))
+                    && (self.resource_names.is_empty() || self.resource_names.contains(&r.name))
             }
             None => self
                 .non_resource_urls

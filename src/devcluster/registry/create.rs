@@ -12,17 +12,21 @@ use crate::http::{Reply, Req, ResourcePath};
 use crate::registry::{ApiServer, strip_empty_metadata};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
-use crate::{admission, builtin, managed, protobuf, quota, validation};
+use crate::{admission, builtin, managed, protobuf, quota, shape, validation};
 
 impl ApiServer {
     pub(crate) fn decode_body(&self, res: &Resource, req: &Req) -> Result<Value> {
-        match req.content_type() {
-            "application/vnd.kubernetes.protobuf" => protobuf::decode_object(&req.body, res),
-            "application/json" | "" | "application/yaml" | "*/*" => parse_body(&req.body),
-            _ => Err(ApiError::unsupported_media(
-                "application/json, application/yaml, application/vnd.kubernetes.protobuf",
-            )),
-        }
+        let body = match req.content_type() {
+            "application/vnd.kubernetes.protobuf" => protobuf::decode_object(&req.body, res)?,
+            "application/json" | "" | "application/yaml" | "*/*" => parse_body(&req.body)?,
+            _ => {
+                return Err(ApiError::unsupported_media(
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                ));
+            }
+        };
+        shape::check(res, &body)?;
+        Ok(body)
     }
 
     pub(crate) fn write_opts(&self, req: &Req, sub: Option<&str>) -> WriteOpts {

@@ -196,6 +196,14 @@ fn delete_options(req: &Req) -> Result<Value> {
     } else {
         parse_body(&req.body).unwrap_or_else(|_| json!({}))
     };
+    if !opts.is_object() {
+        return Err(ApiError::bad_request(
+            "couldn't get version/kind; json parse error: the DeleteOptions must be a JSON object",
+        ));
+    }
+    if !opts["preconditions"].is_null() && !opts["preconditions"].is_object() {
+        return Err(ApiError::bad_request("json: cannot unmarshal into Go struct field DeleteOptions.preconditions"));
+    }
     if let Some(p) = req.q("propagationPolicy") {
         opts["propagationPolicy"] = json!(p);
     }

@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 
 use crate::errors::{ApiError, FieldError, Headers, Result};
 use crate::http::{Reply, Req, ResourcePath};
+use crate::rbac::{Attributes, ResourceAttributes};
 use crate::registry::create::{FieldValidation, WriteOpts, check_type, parse_body};
 use crate::registry::{ApiServer, name_of, string_set, strip_empty_metadata};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
-use crate::{admission, builtin, managed, patch};
+use crate::{admission, builtin, managed, patch, shape};
 
 impl ApiServer {
     pub(crate) fn update(&self, res: &Arc<Resource>, t: &ResourcePath, name: &str, req: &Req) -> Result<Reply> {
@@ -221,12 +222,34 @@ impl ApiServer {
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
             _ => parse_body(&req.body)?,
         };
+        match kind {
+            patch::Kind::Json if !patch_body.is_array() => {
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
+                    if patch_body.is_object() { "object" } else { "non-array" }
+                )));
+            }
+            patch::Kind::Json => {}
+            patch::Kind::Apply => shape::check(res, &patch_body)?,
+            _ if !patch_body.is_object() => {
+                return Err(ApiError::bad_request("the patch must be a JSON object"));
+            }
+            _ => {}
+        }
         let mut g = self.store.lock();
         let key = store::key(t.namespace.as_deref(), name);
         let current = match g.get(&res.collection, &key) {
             Some(c) => c,
             None if kind == patch::Kind::Apply && t.sub.is_none() => {
-                // Server-side apply creates what does not exist.
+                // Server-side apply creates what does not exist, which needs `create` too.
+                let create = Attributes::resource(
+                    "create",
+                    ResourceAttributes::new(&res.group, &res.plural, t.namespace.as_deref().unwrap_or(""), name),
+                );
+                let decision = self.authorize_in(&g, &req.user, &create);
+                if !decision.allowed {
+                    return Err(crate::rbac::forbidden(&req.user, &create, &decision));
+                }
                 check_type(res, &patch_body)?;
                 let mut body = patch_body;
                 body["metadata"]["name"] = json!(name);
@@ -252,6 +275,8 @@ impl ApiServer {
         } else {
             builtin::to_storage(res, patch::apply(kind, &builtin::view(res, &current), &patch_body, res)?)
         };
+        // What a patch made must still be an object of this kind.
+        shape::check(res, &patched)?;
         if kind == patch::Kind::Json || kind == patch::Kind::Merge {
             // Strict validation of a patch reports against the patched object, as a 422.
             if opts.field_validation == FieldValidation::Strict

@@ -3,6 +3,7 @@
 
 mod auth;
 mod builtins;
+mod hostile;
 mod kube_clients;
 mod kubectl;
 mod widgets;
