@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use devcluster::{Background, Handle};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use workspace_operator::crd::Workspace;
@@ -180,6 +181,29 @@ fn raw_page_ms(rt: &tokio::runtime::Runtime, client: &kube::Client) -> f64 {
     start.elapsed().as_secs_f64() * 100.0
 }
 
+/// Create 5,000 ConfigMaps (round `round`) in namespace `ns`, 32 in flight: the seconds taken.
+async fn config_map_writes(client: &kube::Client, ns: &str, round: usize) -> f64 {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let n = 5_000;
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let cm = ConfigMap {
+                    metadata: ObjectMeta { name: Some(format!("c{round}-{i}")), ..Default::default() },
+                    ..Default::default()
+                };
+                api.create(&PostParams::default(), &cm).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("load");
+    start.elapsed().as_secs_f64()
+}
+
 async fn make_namespace(client: &kube::Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -197,29 +221,74 @@ fn main() {
     let headroom = Background::start_on(1).expect("one-thread server");
     let one = rt.block_on(async { headroom.client() });
     rt.block_on(workspace_operator::dev::install_crd(&one)).expect("CRD");
-    let server_writes_per_s = rt.block_on(async {
-        make_namespace(&one, "load").await;
-        let api: Api<ConfigMap> = Api::namespaced(one.clone(), "load");
-        let n = 20_000;
-        let start = Instant::now();
-        futures::stream::iter(0..n)
-            .map(|i| {
-                let api = api.clone();
-                async move {
-                    let cm = ConfigMap {
-                        metadata: ObjectMeta { name: Some(format!("c{i}")), ..Default::default() },
-                        ..Default::default()
-                    };
-                    api.create(&PostParams::default(), &cm).await.map(|_| ())
-                }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<_>>()
+    // The same writes as the cluster admin (system:masters: no RBAC evaluated) and as a
+    // ServiceAccount that holds `edit` through a RoleBinding (its token and RBAC checked on
+    // every request), in alternating rounds so that both meet the same machine.
+    rt.block_on(make_namespace(&one, "load-admin"));
+    let loader = rt.block_on(async {
+        make_namespace(&one, "load-sa").await;
+        let sas: Api<ServiceAccount> = Api::namespaced(one.clone(), "load-sa");
+        let sa = ServiceAccount {
+            metadata: ObjectMeta { name: Some("loader".into()), ..Default::default() },
+            ..Default::default()
+        };
+        sas.create(&PostParams::default(), &sa).await.expect("service account");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "loader-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "loader", "namespace": "load-sa"}]}))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(one.clone(), "load-sa")
+            .create(&PostParams::default(), &binding)
             .await
-            .expect("load");
-        n as f64 / start.elapsed().as_secs_f64()
+            .expect("bind");
+        headroom.client_with_token(&headroom.token_for("load-sa", "loader").expect("a token"))
     });
-    push(&mut rows, Row("server, one thread: ConfigMap creates/s (32 in flight)", format!("{server_writes_per_s:.0}")));
+    // And a user with a client certificate and the same `edit`: RBAC evaluated, but the same
+    // way of authenticating as the admin, which tells the authorizer's cost from the token's.
+    let certified = rt.block_on(async {
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "certified-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": "certified", "apiGroup": "rbac.authorization.k8s.io"}]}))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(one.clone(), "load-sa")
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("bind");
+        headroom.client_as("certified", &[])
+    });
+    let (mut admin_s, mut sa_s, mut cert_s) = (0.0, 0.0, 0.0);
+    let rounds = 4;
+    for round in 0..rounds {
+        admin_s += rt.block_on(config_map_writes(&one, "load-admin", round));
+        sa_s += rt.block_on(config_map_writes(&loader, "load-sa", round));
+        cert_s += rt.block_on(config_map_writes(&certified, "load-sa", round + rounds));
+    }
+    let per_round = 5_000.0;
+    let server_writes_per_s = rounds as f64 * per_round / admin_s;
+    let sa_writes_per_s = rounds as f64 * per_round / sa_s;
+    let cert_writes_per_s = rounds as f64 * per_round / cert_s;
+    let authz_overhead_pct = 100.0 * (sa_s / admin_s - 1.0);
+    let rbac_overhead_pct = 100.0 * (cert_s / admin_s - 1.0);
+    push(
+        &mut rows,
+        Row("server, one thread: ConfigMap creates/s as admin (32 in flight)", format!("{server_writes_per_s:.0}")),
+    );
+    push(
+        &mut rows,
+        Row(
+            "server, one thread: ConfigMap creates/s as a certified user with edit (RBAC)",
+            format!("{cert_writes_per_s:.0} ({rbac_overhead_pct:+.1}% time per write)"),
+        ),
+    );
+    push(
+        &mut rows,
+        Row(
+            "server, one thread: ConfigMap creates/s as a ServiceAccount with edit (RBAC)",
+            format!("{sa_writes_per_s:.0} ({authz_overhead_pct:+.1}% time per write)"),
+        ),
+    );
     rt.block_on(make_namespace(&one, "stored"));
     let mut stored = 0;
     for n in [10_000, 100_000] {
@@ -238,13 +307,22 @@ fn main() {
         );
     }
     drop(headroom);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("server") {
+        // `BENCH_ONLY=server make bench`: the server's own figures, a minute instead of many.
+        return;
+    }
     let server = Background::start().expect("server");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
     let state = server.handle().clone();
     let counters = server.counters();
     let client = rt.block_on(async { server.client() });
     rt.block_on(workspace_operator::dev::install_crd(&client)).expect("CRD");
+    // The operator as deployed: the chart's ServiceAccount and RBAC.
+    let token = rt.block_on(async {
+        workspace_operator::dev::install_rbac(&client).await.expect("RBAC");
+        workspace_operator::dev::operator_token(&client, 24 * 3600).await.expect("token")
+    });
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig_with_token(&token)).expect("kubeconfig");
 
     // Convergence of 1,000 and 10,000 Workspaces created at once.
     let operator = Operator::start(&kubeconfig);
@@ -439,6 +517,9 @@ fn main() {
         ("list_first_page_ms", format!("{first_page_ms:.1}")),
         ("list_full_ms", format!("{list_full_ms:.0}")),
         ("server_writes_per_s", format!("{server_writes_per_s:.0}")),
+        ("server_writes_per_s_sa", format!("{sa_writes_per_s:.0}")),
+        ("authz_overhead_pct", format!("{authz_overhead_pct:.1}")),
+        ("rbac_overhead_pct", format!("{rbac_overhead_pct:.1}")),
         ("server_fraction", format!("{server_fraction:.2}")),
     ]);
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

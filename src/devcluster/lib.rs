@@ -6,13 +6,19 @@
 //! the clients send and expect. Everything is kept in memory. It knows nothing of any operator:
 //! callers install their own CRDs, as on a fresh cluster.
 //!
-//! A request goes through the layers of kube-apiserver, one module each: `server` (HTTP/1.1),
-//! `http` (request, reply, routing to a resource and verb), then `list`, `watch` or the
-//! `registry` (store and catalogue, and the create / update and patch / delete pipelines), which
-//! call `admission`, `managed` (field ownership, server-side apply), `patch` and `builtin`.
+//! A request goes through the layers of kube-apiserver, one module each: `server` (TLS and
+//! HTTP/1.1), `auth` (who is asking: client certificates, ServiceAccount tokens, anonymous,
+//! impersonation), `rbac` (may they: RBAC over the bootstrap policy, aggregation, escalation
+//! checks), `http` (request, reply, routing to a resource and verb), then `list`, `watch`,
+//! `reviews` or the `registry` (store and catalogue, and the create / update and patch / delete
+//! pipelines), which call `shape` (bodies checked before use), `admission`, `managed` (field
+//! ownership, server-side apply), `patch`, `quota` and `builtin`.
 //!
 //! Known approximations (each is what a test-server can reasonably do):
-//! - Every request is treated as coming from a cluster admin.
+//! - Authentication knows client certificates of its own CA, ServiceAccount tokens and
+//!   anonymous requests: no OIDC, webhook or static-token authenticators; credentials are
+//!   checked on every request (no cache). RBAC is the only authorizer: no Node authorizer, no
+//!   webhook; the aggregation of ClusterRoles happens inside the write, not in a controller.
 //! - Server-side apply tracks field ownership per manager at the granularity of fields and of
 //!   `x-kubernetes-list-type: map` entries; atomic lists are owned whole.
 //! - Built-in kinds are stored without schemas: they are not pruned or type-checked beyond

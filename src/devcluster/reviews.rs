@@ -87,7 +87,7 @@ fn rules_status(server: &ApiServer, user: &UserInfo, namespace: &str) -> Value {
     server.applying(user, namespace, |b| {
         match &b.rules {
             Ok(rules) => {
-                for r in rules {
+                for r in rules.iter() {
                     let Rule { verbs, api_groups, resources, resource_names, non_resource_urls } = r;
                     if non_resource_urls.is_empty() {
                         resource_rules.push(json!({"verbs": verbs, "apiGroups": api_groups, "resources": resources,

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use crate::auth::UserInfo;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
@@ -12,7 +13,6 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -39,10 +39,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else { return };
-            // The certificate chain the client presented, once per connection.
-            let chain: Arc<Vec<CertificateDer<'static>>> =
-                Arc::new(tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default());
-            let service = service_fn(move |req| handle(state.clone(), chain.clone(), req));
+            // Who the client certificate says the client is, once per connection.
+            let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+            let x509 = Arc::new(state.pki.authenticate(&chain));
+            let service = service_fn(move |req| handle(state.clone(), x509.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), service);
@@ -57,12 +57,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiServer>, mut
 
 async fn handle(
     state: Arc<ApiServer>,
-    chain: Arc<Vec<CertificateDer<'static>>>,
+    x509: Arc<std::result::Result<Option<UserInfo>, ()>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     // Authentication, then impersonation, as kube-apiserver's filters run them.
-    let user = match state.authenticate(&parts.headers, &chain) {
+    let user = match state.authenticate(&parts.headers, &x509) {
         Ok(user) => user,
         Err(e) => return Ok(error_response(&e)),
     };

@@ -25,8 +25,7 @@ type Fits = fn(&Value) -> bool;
 /// The Go type each ObjectMeta field decodes into, and whether a JSON value fits it.
 fn meta_field(key: &str) -> Option<(&'static str, Fits)> {
     let string: Fits = |v| v.is_string();
-    let strings_map: Fits =
-        |v| v.as_object().is_some_and(|m| m.values().all(|x| x.is_string() || x.is_null()));
+    let strings_map: Fits = |v| v.as_object().is_some_and(|m| m.values().all(|x| x.is_string() || x.is_null()));
     let objects: Fits = |v| v.as_array().is_some_and(|a| a.iter().all(Value::is_object));
     Some(match key {
         "name" | "generateName" | "namespace" | "uid" | "resourceVersion" | "selfLink" => ("string", string),

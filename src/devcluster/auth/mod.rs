@@ -11,7 +11,6 @@ pub mod tokens;
 use std::collections::BTreeMap;
 
 use hyper::HeaderMap;
-use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, Result};
@@ -83,10 +82,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 impl ApiServer {
     /// The authenticator chain: x509, then bearer token, then anonymous. Err is a 401: a bad
     /// certificate or token is never taken for anonymous.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap, chain: &[CertificateDer<'static>]) -> Result<UserInfo> {
-        let x509 = self.pki.authenticate(chain);
+    ///
+    /// `x509` is what the connection's client certificate says (`Pki::authenticate`), worked
+    /// out once per connection: the certificate cannot change within it.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        x509: &std::result::Result<Option<UserInfo>, ()>,
+    ) -> Result<UserInfo> {
         if let Ok(Some(user)) = x509 {
-            return Ok(user);
+            return Ok(user.clone());
         }
         if let Some(token) = bearer(headers) {
             return self.authenticate_token(token, None).map_err(|_| ApiError::unauthorized());

@@ -2,6 +2,9 @@
 //! puts in them (`pkg/serviceaccount/claims.go`), issued by the TokenRequest API and checked on
 //! every request.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rcgen::KeyPair;
 use serde::{Deserialize, Serialize};
@@ -13,7 +16,14 @@ pub struct Tokens {
     kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Tokens whose signature was checked already, with their claims: a signature does not
+    /// change, so it is checked once; expiry and audience are checked on every use (and the
+    /// caller checks the account still exists).
+    verified: Mutex<HashMap<String, Claims>>,
 }
+
+/// Verified signatures kept at most; past that the cache starts over.
+const VERIFIED_CAP: usize = 10_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ref {
@@ -65,6 +75,7 @@ impl Tokens {
             kid,
             encoding: EncodingKey::from_ec_der(&key.serialize_der()),
             decoding: DecodingKey::from_ec_der(key.public_key_raw()),
+            verified: Mutex::default(),
         })
     }
 
@@ -101,6 +112,31 @@ impl Tokens {
     /// The claims of a token this cluster signed, for one of `audiences` (default: the API's),
     /// within its validity (a minute of leeway, as kube-apiserver allows).
     pub fn verify(&self, token: &str, audiences: Option<&[String]>) -> Result<Claims, String> {
+        let known = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
+        if let Some(claims) = known {
+            let now = jiff::Timestamp::now().as_second();
+            let wanted: &[String] = audiences.unwrap_or(&[]);
+            let audience_ok = if wanted.is_empty() {
+                claims.aud.iter().any(|a| a == ISSUER)
+            } else {
+                claims.aud.iter().any(|a| wanted.contains(a))
+            };
+            return match (now <= claims.exp + 60 && now + 60 >= claims.nbf, audience_ok) {
+                (true, true) => Ok(claims),
+                (false, _) => Err("ExpiredSignature".into()),
+                (_, false) => Err("InvalidAudience".into()),
+            };
+        }
+        let claims = self.verify_signed(token, audiences)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CAP {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str, audiences: Option<&[String]>) -> Result<Claims, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
         if header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err("the token was not signed by this cluster".into());

@@ -123,21 +123,37 @@ pub struct Decision {
 }
 
 /// A binding that applies to a user, with the rules of its role (or why there are none).
-pub struct Applying {
-    pub describe: String,
-    pub rules: Result<Vec<Rule>, String>,
+pub struct Applying<'a> {
+    binding: &'a Value,
+    subject: &'a Value,
+    /// The binding's namespace; empty for a ClusterRoleBinding.
+    namespace: &'a str,
+    pub rules: Result<Arc<Vec<Rule>>, String>,
+}
+
+impl Applying<'_> {
+    /// As SubjectAccessReview's reason names it: `RoleBinding "n/ns" of ClusterRole "r" to User "u"`.
+    pub fn describe(&self) -> String {
+        let role_ref = &self.binding["roleRef"];
+        let (kind, role) = (role_ref["kind"].as_str().unwrap_or(""), role_ref["name"].as_str().unwrap_or(""));
+        let subject = describe_subject(self.subject, self.namespace);
+        match self.namespace {
+            "" => format!("ClusterRoleBinding \"{}\" of {kind} \"{role}\" to {subject}", name_of(self.binding)),
+            ns => format!("RoleBinding \"{}/{ns}\" of {kind} \"{role}\" to {subject}", name_of(self.binding)),
+        }
+    }
 }
 
 /// ClusterRoles and ClusterRoleBindings, parsed once per change: every request reads them.
 #[derive(Default)]
 pub struct ClusterPolicy {
-    roles: BTreeMap<String, Vec<Rule>>,
+    roles: BTreeMap<String, Arc<Vec<Rule>>>,
     bindings: Vec<Arc<Value>>,
 }
 
 impl ClusterPolicy {
     pub fn load(g: &Guard<'_>) -> ClusterPolicy {
-        let roles = g.collection(CLUSTER_ROLES).values().map(|r| (name_of(r), rules_of(r))).collect();
+        let roles = g.collection(CLUSTER_ROLES).values().map(|r| (name_of(r), Arc::new(rules_of(r)))).collect();
         let bindings = g.collection(CLUSTER_ROLE_BINDINGS).values().cloned().collect();
         ClusterPolicy { roles, bindings }
     }
@@ -189,12 +205,7 @@ impl ApiServer {
                 .get(role)
                 .cloned()
                 .ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io \"{role}\" not found"));
-            let describe = format!(
-                "ClusterRoleBinding \"{}\" of ClusterRole \"{role}\" to {}",
-                name_of(b),
-                describe_subject(subject, "")
-            );
-            if visit(&Applying { describe, rules }) {
+            if visit(&Applying { binding: b, subject, namespace: "", rules }) {
                 return;
             }
         }
@@ -209,19 +220,14 @@ impl ApiServer {
                 continue;
             };
             let role = b["roleRef"]["name"].as_str().unwrap_or("");
-            let (rules, kind) = if b["roleRef"]["kind"] == "Role" {
-                let r = g.get(ROLES, &store::key(Some(namespace), role)).map(|r| rules_of(&r));
-                (r.ok_or_else(|| format!("role.rbac.authorization.k8s.io \"{role}\" not found")), "Role")
+            let rules = if b["roleRef"]["kind"] == "Role" {
+                let r = g.get(ROLES, &store::key(Some(namespace), role)).map(|r| Arc::new(rules_of(&r)));
+                r.ok_or_else(|| format!("role.rbac.authorization.k8s.io \"{role}\" not found"))
             } else {
                 let r = policy.roles.get(role).cloned();
-                (r.ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io \"{role}\" not found")), "ClusterRole")
+                r.ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io \"{role}\" not found"))
             };
-            let describe = format!(
-                "RoleBinding \"{}/{namespace}\" of {kind} \"{role}\" to {}",
-                name_of(b),
-                describe_subject(subject, namespace)
-            );
-            if visit(&Applying { describe, rules }) {
+            if visit(&Applying { binding: b, subject, namespace, rules }) {
                 return;
             }
         }
@@ -245,7 +251,7 @@ impl ApiServer {
             match &binding.rules {
                 Ok(rules) if rules.iter().any(|r| r.allows(a)) => {
                     decision.allowed = true;
-                    decision.reason = format!("RBAC: allowed by {}", binding.describe);
+                    decision.reason = format!("RBAC: allowed by {}", binding.describe());
                 }
                 Ok(_) => {}
                 Err(e) => decision.errors.push(e.clone()),
