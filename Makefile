@@ -39,12 +39,12 @@ test: $(VENV)/.installed ## Run every unit and integration test
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
 	$(CARGO) bench --bench operator
 
-crds: ## Regenerate crds/workspace.yaml (and the chart's copy) from the Rust types
+crds: ## Regenerate crds/workspace.yaml (both CRDs, and the chart's copy) from the Rust types
 	$(CARGO) run --quiet --bin workspace-operator -- crd > crds/workspace.yaml
-	cp crds/workspace.yaml charts/workspace-operator/files/workspace.yaml
+	cp crds/workspace.yaml charts/workspace-operator/crds/workspace.yaml
 
 manifests: $(VENV)/.installed ## Render the chart into crds/operator/ for kubectl/kustomize installs
-	$(VENV)/bin/python tests/tools/helmtool.py manifests charts/workspace-operator '{"crds":{"install":false}}' workspace-operator workspace-system > crds/operator/operator.yaml
+	$(VENV)/bin/python tests/tools/helmtool.py manifests charts/workspace-operator '{}' workspace-operator workspace-system > crds/operator/operator.yaml
 
 lint: ## Format check and clippy with warnings denied
 	$(CARGO) fmt --check

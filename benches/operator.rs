@@ -220,7 +220,7 @@ fn main() {
     // writes per second, then filtered pages with 10,000 and 100,000 Workspaces stored.
     let headroom = Background::start_on(1).expect("one-thread server");
     let one = rt.block_on(async { headroom.client() });
-    rt.block_on(workspace_operator::dev::install_crd(&one)).expect("CRD");
+    rt.block_on(workspace_operator::dev::install_crds(&one)).expect("CRD");
     // The same writes as the cluster admin (system:masters: no RBAC evaluated) and as a
     // ServiceAccount that holds `edit` through a RoleBinding (its token and RBAC checked on
     // every request), in alternating rounds so that both meet the same machine.
@@ -315,9 +315,10 @@ fn main() {
     let state = server.handle().clone();
     let counters = server.counters();
     let client = rt.block_on(async { server.client() });
-    rt.block_on(workspace_operator::dev::install_crd(&client)).expect("CRD");
+    rt.block_on(workspace_operator::dev::install_crds(&client)).expect("CRD");
     // The operator as deployed: the chart's ServiceAccount and RBAC.
     let token = rt.block_on(async {
+        workspace_operator::dev::install_default_class(&client).await.expect("default class");
         workspace_operator::dev::install_rbac(&client).await.expect("RBAC");
         workspace_operator::dev::operator_token(&client, 24 * 3600).await.expect("token")
     });

@@ -7,7 +7,9 @@
 // kube-derive takes repeated `printcolumn`/`selectable` attributes by design.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -80,6 +82,11 @@ macro_rules! api_enum {
 #[x_kube(validation = Rule::new("!has(self.admins) || !self.admins.exists(a, a == self.owner)")
     .message("the owner must not also be listed in admins").field_path(".admins"))]
 pub struct WorkspaceSpec {
+    /// The WorkspaceClass whose policy applies; the default class when not set.
+    #[schemars(length(min = 1, max = 253))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+
     /// Human-readable name shown in lists; 1 to 50 characters.
     #[schemars(length(min = 1, max = 50))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,19 +103,22 @@ pub struct WorkspaceSpec {
     pub logo_url: Option<String>,
 
     /// The owner's Kubernetes user name, as the cluster's authentication reports it (for example
-    /// an e-mail address). The owner gets the `admin` ClusterRole in the workspace namespace.
+    /// an e-mail address); not a `system:` name. The owner gets the `admin` ClusterRole in the
+    /// workspace namespace.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("!self.startsWith('system:')").message(SYSTEM_NAME))]
     pub owner: String,
 
     /// Further Kubernetes user names that get `admin` in the workspace namespace: at most 50,
-    /// each once, not the owner.
+    /// each once, not the owner, none a `system:` name.
     #[schemars(length(max = 50), inner(length(min = 1, max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(a, !a.startsWith('system:'))").message(SYSTEM_NAME))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admins: Option<Vec<String>>,
 
-    /// Who gets access besides owner and admins: `Public` (the platform's public group gets
-    /// `view`), `Private` (nobody) or `Internal` (the subjects listed in `grants`).
+    /// Who gets access besides owner and admins: `Private` (nobody; the default), `Public` (the
+    /// group the WorkspaceClass names gets `view`) or `Internal` (the subjects in `grants`).
     #[serde(default)]
     pub auth_type: AuthType,
 
@@ -184,8 +194,8 @@ fn default_enterprise_project() -> String {
 api_enum! {
     #[derive(Default)]
     pub enum AuthType {
-        #[default]
         Public,
+        #[default]
         Private,
         Internal,
     }
@@ -220,12 +230,13 @@ api_enum! {
 }
 
 /// Access for one subject.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !self.name.startsWith('system:')").message(SYSTEM_NAME).field_path(".name"))]
+#[x_kube(validation = Rule::new(SERVICE_ACCOUNT_RULE).message("a ServiceAccount is namespace:name, both DNS labels (for example team-a:ci)").field_path(".name"))]
 pub struct Grant {
     /// `User`, `Group` or `ServiceAccount`.
     pub kind: SubjectKind,
-    /// A user or group name; for a ServiceAccount `namespace:name`, or a bare name for one in the
-    /// workspace namespace.
+    /// A user or group name (not a `system:` one), or for a ServiceAccount `namespace:name`.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The ClusterRole the subject gets in the workspace namespace: `view`, `edit` or `admin`.
@@ -268,6 +279,9 @@ pub struct Tag {
     #[serde(default)]
     pub value: String,
 }
+
+const SYSTEM_NAME: &str = "must not be a system: name: those are the cluster's own identities";
+const SERVICE_ACCOUNT_RULE: &str = "self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
 /// A quantity, as ResourceQuota's `hard` takes it: an integer, or a string such as `500m`, `2`
 /// or `128Gi`.
@@ -382,7 +396,7 @@ api_enum! {
         Provisioned,
         /// The user asked for Deactivated or Deleted.
         UserRequested,
-        /// The target namespace exists and belongs to someone else.
+        /// The target namespace exists and belongs to someone else, or does not consent.
         NamespaceConflict,
         /// An Enrolled workspace names a namespace that does not exist.
         NamespaceNotFound,
@@ -390,6 +404,10 @@ api_enum! {
         InvalidSpec,
         /// Another Workspace in the same namespace is already the default.
         DefaultConflict,
+        /// The Workspace names no WorkspaceClass that exists, and there is no default.
+        ClassNotFound,
+        /// The Workspace asks for what its WorkspaceClass, or the operator's own rules, refuse.
+        PolicyViolation,
         /// An API call failed while provisioning; retried with backoff.
         ProvisioningFailed,
         /// An API call failed while tearing down; retried with backoff.
@@ -399,11 +417,232 @@ api_enum! {
     }
 }
 
-/// The CRD as YAML, exactly as committed in `crds/workspace.yaml`.
+// ----- WorkspaceClass ----------------------------------------------------------------------------
+
+/// The annotation that makes a WorkspaceClass the default, as for StorageClass and IngressClass.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "workspaces.dev/is-default-class";
+
+/// Platform policy for Workspaces: what a Workspace may ask for, and what every workspace
+/// namespace gets. A Workspace names one in `spec.className`; without it, the class annotated
+/// `workspaces.dev/is-default-class: "true"` applies (of two defaults, the older). Every field
+/// defaults to the safe choice.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "workspaces.dev",
+    version = "v1alpha1",
+    kind = "WorkspaceClass",
+    doc = "Platform policy for Workspaces: what they may ask for, and what every workspace namespace gets.",
+    plural = "workspaceclasses",
+    shortname = "wsclass",
+    printcolumn(
+        name = "Default",
+        type_ = "string",
+        json_path = ".metadata.annotations.workspaces\\.dev/is-default-class"
+    ),
+    printcolumn(name = "Pod Security", type_ = "string", json_path = ".spec.namespace.podSecurity.enforce"),
+    printcolumn(name = "Public Group", type_ = "string", json_path = ".spec.access.publicGroup"),
+    printcolumn(name = "Enrollment", type_ = "boolean", json_path = ".spec.enrollment.allowed"),
+    printcolumn(name = "Isolation", type_ = "string", json_path = ".spec.network.isolation"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceClassSpec {
+    /// The organizations (the namespaces Workspaces live in) that may use this class, by their
+    /// labels; unset, every organization. A Workspace of another is Failed with PolicyViolation,
+    /// so a permissive class can be offered to some teams only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizations: Option<LabelSelector>,
+    /// What every workspace namespace gets, and whether Workspaces may name theirs.
+    #[serde(default)]
+    pub namespace: NamespacePolicy,
+    /// Whether Workspaces may adopt existing namespaces (each still needs its namespace's consent).
+    #[serde(default)]
+    pub enrollment: EnrollmentPolicy,
+    /// Who may be given access to a workspace, and what access.
+    #[serde(default)]
+    pub access: AccessPolicy,
+    /// Limits: those of a Workspace that sets none, the most one may ask for, and the defaults
+    /// of containers that set none.
+    #[serde(default)]
+    pub resources: ResourcePolicy,
+    /// Network isolation of workspace namespaces.
+    #[serde(default)]
+    pub network: NetworkIsolation,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacePolicy {
+    /// The Pod Security Admission levels of every workspace namespace, created or enrolled.
+    #[serde(default)]
+    pub pod_security: PodSecurity,
+    /// Labels every workspace namespace carries (a team's cost centre, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations every workspace namespace carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Whether a Workspace may name its namespace (`spec.namespace`); a Managed one only within
+    /// its organization's prefix (`<organization>-`). Default true.
+    #[serde(default = "yes")]
+    pub allow_explicit_name: bool,
+}
+
+impl Default for NamespacePolicy {
+    fn default() -> Self {
+        NamespacePolicy {
+            pod_security: PodSecurity::default(),
+            labels: None,
+            annotations: None,
+            allow_explicit_name: true,
+        }
+    }
+}
+
+/// Pod Security Admission levels (`pod-security.kubernetes.io/<mode>` labels).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct PodSecurity {
+    /// Pods that break it are refused. Default `baseline`.
+    #[serde(default = "baseline")]
+    pub enforce: PodSecurityLevel,
+    /// Pods that break it are admitted with a warning. Default `restricted`.
+    #[serde(default = "restricted")]
+    pub warn: PodSecurityLevel,
+    /// Pods that break it are admitted and recorded in the audit log. Default `restricted`.
+    #[serde(default = "restricted")]
+    pub audit: PodSecurityLevel,
+}
+
+fn baseline() -> PodSecurityLevel {
+    PodSecurityLevel::Baseline
+}
+
+fn restricted() -> PodSecurityLevel {
+    PodSecurityLevel::Restricted
+}
+
+impl Default for PodSecurity {
+    fn default() -> Self {
+        PodSecurity { enforce: baseline(), warn: restricted(), audit: restricted() }
+    }
+}
+
+api_enum! {
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum PodSecurityLevel {
+        Privileged,
+        Baseline,
+        Restricted,
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct EnrollmentPolicy {
+    /// Whether Workspaces may adopt an existing namespace that consents (it carries the label
+    /// `workspaces.dev/enroll-from: <organization>`). Default true.
+    #[serde(default = "yes")]
+    pub allowed: bool,
+}
+
+impl Default for EnrollmentPolicy {
+    fn default() -> Self {
+        EnrollmentPolicy { allowed: true }
+    }
+}
+
+fn all_roles() -> Vec<GrantRole> {
+    vec![GrantRole::View, GrantRole::Edit, GrantRole::Admin]
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    /// The group `Public` workspaces grant `view` to (for example `system:authenticated`).
+    /// Without it, no workspace of this class may be Public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_group: Option<String>,
+    /// The roles grants may give. Default view, edit and admin.
+    #[serde(default = "all_roles")]
+    pub allowed_roles: Vec<GrantRole>,
+    /// Whether a grant may name a ServiceAccount outside the workspace's namespace and its
+    /// organization's. Default false.
+    #[serde(default)]
+    pub service_accounts_outside: bool,
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        AccessPolicy { public_group: None, allowed_roles: all_roles(), service_accounts_outside: false }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePolicy {
+    /// The limits of a Workspace that sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_limits: Option<ResourceLimits>,
+    /// The most a Workspace may ask for; more is Failed with PolicyViolation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_limits: Option<ResourceLimits>,
+    /// The cpu and memory requests and limits of containers that set none, written as a
+    /// LimitRange: with a cpu or memory limit on the workspace, pods without their own are then
+    /// still admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_defaults: Option<ContainerDefaults>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct ContainerDefaults {
+    /// CPU of a container that sets none (its request and its limit), such as `500m`.
+    #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<IntOrString>,
+    /// Memory of a container that sets none (its request and its limit), such as `512Mi`.
+    #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<IntOrString>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkIsolation {
+    /// `Namespace` (the default): a NetworkPolicy admits ingress to workspace pods only from the
+    /// same namespace and from the namespaces `allowFromNamespaces` selects. `None`: no policy.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Namespaces whose pods may reach every workspace (an ingress controller's, say), by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_from_namespaces: Option<LabelSelector>,
+}
+
+api_enum! {
+    #[derive(Default)]
+    pub enum Isolation {
+        #[default]
+        Namespace,
+        None,
+    }
+}
+
+impl WorkspaceClass {
+    pub fn is_default(&self) -> bool {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION)).map(String::as_str)
+            == Some("true")
+    }
+}
+
+/// Both CRDs as YAML, exactly as committed in `crds/workspace.yaml`.
 pub fn crd_yaml() -> String {
-    let crd = Workspace::crd();
     let mut out = String::from("# Generated by `workspace-operator crd`; do not edit by hand.\n");
-    out.push_str(&crate::yaml::to_string(&crd));
+    out.push_str(&crate::yaml::to_string(&Workspace::crd()));
+    out.push_str("---\n");
+    out.push_str(&crate::yaml::to_string(&WorkspaceClass::crd()));
     out
 }
 
@@ -444,6 +683,8 @@ mod tests {
 
     #[test]
     fn wire_names_agree_with_serde() {
+        agree::<PodSecurityLevel>();
+        agree::<Isolation>();
         agree::<AuthType>();
         agree::<Management>();
         agree::<DesiredState>();
@@ -457,10 +698,26 @@ mod tests {
     #[test]
     fn spec_defaults_are_the_safe_and_common_choices() {
         let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({"owner": "alice"})).unwrap();
-        assert_eq!(spec.auth_type, AuthType::Public);
+        assert_eq!(spec.auth_type, AuthType::Private, "Public must be asked for");
         assert_eq!(spec.enterprise_project, "default");
         assert_eq!(spec.desired_state, DesiredState::Available);
         assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
         assert_eq!(spec.management, Management::Managed);
+    }
+
+    #[test]
+    fn an_empty_class_is_the_safe_choice_and_equals_the_rust_default() {
+        let spec: WorkspaceClassSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(spec, WorkspaceClassSpec::default(), "serde defaults and Default agree");
+        let ps = &spec.namespace.pod_security;
+        assert_eq!(
+            (ps.enforce, ps.warn, ps.audit),
+            (PodSecurityLevel::Baseline, PodSecurityLevel::Restricted, PodSecurityLevel::Restricted)
+        );
+        assert_eq!(spec.access.public_group, None, "nothing is public unless the platform says so");
+        assert!(!spec.access.service_accounts_outside);
+        assert_eq!(spec.network.isolation, Isolation::Namespace);
+        assert!(spec.enrollment.allowed, "enrollment still needs the namespace's consent");
+        assert!(spec.resources.max_limits.is_none());
     }
 }

@@ -1,5 +1,5 @@
-//! `workspace-operator dev`: the local API server with the Workspace CRD installed and the
-//! operator running against it, or, with `--no-controller`, an empty cluster as a fresh one is
+//! `workspace-operator dev`: the local API server with the CRDs and the chart's RBAC and default
+//! WorkspaceClass installed, and the operator running against it, or, with `--no-controller`, an empty cluster as a fresh one is
 //! (so `helm install` of the chart works there unchanged).
 
 use std::net::SocketAddr;
@@ -26,35 +26,51 @@ const MANIFESTS: &str = include_str!("../crds/operator/operator.yaml");
 pub async fn install_rbac(admin: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-    let params = PatchParams::apply("workspace-operator-dev").force();
+    use kube::core::ApiResource;
     let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}});
-    Api::<Namespace>::all(admin.clone()).patch(OPERATOR_NAMESPACE, &params, &Patch::Apply(&ns)).await?;
+    Api::<Namespace>::all(admin.clone()).patch(OPERATOR_NAMESPACE, &dev_apply(), &Patch::Apply(&ns)).await?;
+    let kinds = [
+        (ApiResource::erase::<ServiceAccount>(&()), true),
+        (ApiResource::erase::<Role>(&()), true),
+        (ApiResource::erase::<RoleBinding>(&()), true),
+        (ApiResource::erase::<ClusterRole>(&()), false),
+        (ApiResource::erase::<ClusterRoleBinding>(&()), false),
+    ];
+    apply_chart_objects(admin, &kinds).await
+}
+
+/// Apply the chart's default WorkspaceClass, as `helm install` would (the CRDs first).
+pub async fn install_default_class(admin: &kube::Client) -> anyhow::Result<()> {
+    let kinds = [(kube::core::ApiResource::erase::<crate::crd::WorkspaceClass>(&()), false)];
+    apply_chart_objects(admin, &kinds).await
+}
+
+fn dev_apply() -> PatchParams {
+    PatchParams::apply("workspace-operator-dev").force()
+}
+
+/// Apply every object of these kinds (and whether each is namespaced) from the chart's
+/// rendering.
+async fn apply_chart_objects(admin: &kube::Client, kinds: &[(kube::core::ApiResource, bool)]) -> anyhow::Result<()> {
+    use kube::core::DynamicObject;
+    let params = dev_apply();
     let docs: Vec<serde_json::Value> =
         crate::yaml::from_str_multi(MANIFESTS).map_err(|e| anyhow::anyhow!("crds/operator/operator.yaml: {e}"))?;
     for doc in docs {
-        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let namespace = doc["metadata"]["namespace"].as_str().unwrap_or(OPERATOR_NAMESPACE).to_string();
-        match doc["kind"].as_str().unwrap_or_default() {
-            "ServiceAccount" => {
-                let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), &namespace);
-                api.patch(&name, &params, &Patch::Apply(&doc)).await?;
+        let Some((resource, namespaced)) = kinds.iter().find(|(r, _)| doc["kind"] == r.kind.as_str()) else {
+            continue;
+        };
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let api: Api<DynamicObject> = match namespaced {
+            true => {
+                let namespace = doc["metadata"]["namespace"].as_str().unwrap_or(OPERATOR_NAMESPACE);
+                Api::namespaced_with(admin.clone(), namespace, resource)
             }
-            "Role" => {
-                let api: Api<Role> = Api::namespaced(admin.clone(), &namespace);
-                api.patch(&name, &params, &Patch::Apply(&doc)).await?;
-            }
-            "RoleBinding" => {
-                let api: Api<RoleBinding> = Api::namespaced(admin.clone(), &namespace);
-                api.patch(&name, &params, &Patch::Apply(&doc)).await?;
-            }
-            "ClusterRole" => {
-                Api::<ClusterRole>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&doc)).await?;
-            }
-            "ClusterRoleBinding" => {
-                Api::<ClusterRoleBinding>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&doc)).await?;
-            }
-            _ => {}
-        }
+            false => Api::all_with(admin.clone(), resource),
+        };
+        api.patch(name, &params, &Patch::Apply(&doc))
+            .await
+            .with_context(|| format!("applying {} {name}", resource.kind))?;
     }
     Ok(())
 }
@@ -72,12 +88,21 @@ pub async fn operator_token(admin: &kube::Client, seconds: i64) -> anyhow::Resul
     answered.status.map(|s| s.token).ok_or_else(|| anyhow::anyhow!("the TokenRequest returned no token"))
 }
 
-/// Install (or update) the Workspace CRD through the API, as a user would.
-pub async fn install_crd(client: &kube::Client) -> Result<(), kube::Error> {
+/// Install (or update) both CRDs through the API, as a user would, and wait until they are
+/// served.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    use crate::crd::WorkspaceClass;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Workspace::crd();
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(&name, &PatchParams::apply(crate::labels::FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
+    let params = PatchParams::apply(crate::labels::FIELD_MANAGER).force();
+    for crd in [Workspace::crd(), WorkspaceClass::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &params, &Patch::Apply(&crd)).await?;
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        let wait = kube::runtime::wait::await_condition(crds.clone(), &name, established);
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .with_context(|| format!("CRD {name} to be established"))??;
+    }
     Ok(())
 }
 
@@ -113,9 +138,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let operator = if no_controller {
         None
     } else {
-        install_crd(&client).await.context("installing the Workspace CRD")?;
+        install_crds(&client).await.context("installing the CRDs")?;
         // The operator runs as it does in a cluster: its ServiceAccount, the chart's RBAC. A
         // token that outlives any session: nothing here renews it as a kubelet would.
+        install_default_class(&client).await.context("installing the default WorkspaceClass")?;
         install_rbac(&client).await.context("installing the operator's RBAC")?;
         let token = operator_token(&client, 365 * 24 * 3600).await.context("a token for the operator")?;
         let client = cluster.client_with_token(&token);
@@ -126,7 +152,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("Operator metrics at http://{metrics_addr}/metrics (probes: /healthz, /readyz)");
         tokio::spawn(crate::metrics::serve_on(listener, metrics.clone()));
         metrics.set_ready(true);
-        let config = crate::controller::Config { metrics: Some(metrics), ..Default::default() };
+        let settings = crate::controller::Settings { operator_namespace: Some(OPERATOR_NAMESPACE.into()) };
+        let config = crate::controller::Config { metrics: Some(metrics), settings, ..Default::default() };
         Some(tokio::spawn(async move { crate::controller::run(client, config).await }))
     };
     crate::operator::shutdown_signal().await;

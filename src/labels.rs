@@ -45,12 +45,17 @@ pub const MANAGEMENT: &str = "workspaces.dev/management";
 pub const WORKSPACE_ANNOTATION: &str = "workspaces.dev/workspace";
 /// The uid of the owning Workspace: a namespace is only ever deleted when this matches.
 pub const UID_ANNOTATION: &str = "workspaces.dev/workspace-uid";
+/// On an enrolled namespace: the labels and annotations the operator added or changed, with
+/// their earlier values (null: not there), so that a release restores exactly what it found.
+pub const BEFORE_ANNOTATION: &str = "workspaces.dev/before-enrollment";
 
 /// Names of the children inside a workspace namespace.
 pub const ADMINS_BINDING: &str = "workspace-admins";
 pub const PUBLIC_BINDING: &str = "workspace-public-view";
 pub const GRANTS_BINDING_PREFIX: &str = "workspace-grants-";
 pub const QUOTA: &str = "workspace-quota";
+pub const LIMIT_RANGE: &str = "workspace-defaults";
+pub const NETWORK_POLICY: &str = "workspace-isolation";
 
 /// The namespace a Workspace provisions: `spec.namespace`, or one derived from its namespace and
 /// name that is a valid DNS label, stable, and collision-safe (a hash of `namespace/name`).
@@ -73,6 +78,16 @@ pub fn derived_namespace(namespace: &str, name: &str) -> String {
     let readable: String = readable.chars().take(63 - 1 - hash.len()).collect();
     let readable = readable.trim_matches('-');
     if readable.is_empty() { format!("ws-{hash}") } else { format!("{readable}-{hash}") }
+}
+
+/// Does `name` end as derived names do (`-` and the hash)? Such names are reserved for the
+/// Workspaces they derive from: another organization could otherwise take one before its
+/// Workspace exists.
+pub fn looks_derived(name: &str) -> bool {
+    let hash_len = short_hash("").len();
+    name.len() > hash_len
+        && name.as_bytes()[name.len() - hash_len - 1] == b'-'
+        && name[name.len() - hash_len..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn short_hash(s: &str) -> String {

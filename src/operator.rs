@@ -21,9 +21,9 @@ pub struct RunArgs {
     pub metrics_addr: SocketAddr,
     #[arg(long, value_enum, default_value = "text", env = "LOG_FORMAT")]
     pub log_format: crate::telemetry::LogFormat,
-    /// The group that Public workspaces grant `view` to.
-    #[arg(long, default_value = "system:authenticated", env = "PUBLIC_GROUP")]
-    pub public_group: String,
+    /// The operator's own namespace, never enrolled into a workspace (default: the pod's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
     /// Watch Workspaces in this namespace only (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -55,7 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .leader_elect
         .then(|| Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)));
     let config = Config {
-        settings: Settings { public_group: args.public_group.clone() },
+        settings: Settings { operator_namespace: args.operator_namespace.clone() },
         concurrency: args.concurrency,
         namespace: args.watch_namespace.clone(),
         metrics: Some(metrics.clone()),
@@ -109,15 +109,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Wait for the Workspace CRD instead of crashing without it; /readyz fails meanwhile.
+/// Wait for both CRDs (Workspace and WorkspaceClass) instead of crashing without them; /readyz
+/// fails meanwhile.
 async fn wait_for_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut logged = false;
-    loop {
-        match crds.get_opt("workspaces.workspaces.dev").await {
-            Ok(Some(crd)) if established(&crd) => return,
+    let mut waiting = vec!["workspaces.workspaces.dev", "workspaceclasses.workspaces.dev"];
+    while let Some(name) = waiting.first() {
+        match crds.get_opt(name).await {
+            Ok(Some(crd)) if established(&crd) => {
+                waiting.remove(0);
+                continue;
+            }
             Ok(_) if !logged => {
-                warn!("waiting for the Workspace CRD (install crds/workspace.yaml)");
+                warn!(crd = name, "waiting for the Workspace CRDs (install crds/workspace.yaml)");
                 logged = true;
             }
             Err(e) if !logged => {

@@ -8,15 +8,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tracing::info;
 
+use crate::controller::build;
 use crate::controller::error::ApplyError;
 use crate::controller::observe::get_namespace;
 use crate::controller::{Context, Key};
@@ -28,6 +29,8 @@ pub enum Kind {
     Namespace,
     RoleBinding,
     ResourceQuota,
+    LimitRange,
+    NetworkPolicy,
 }
 
 /// One child object, by kind, namespace and name: what an error names and what an expectation
@@ -93,6 +96,22 @@ impl Child for ResourceQuota {
     fn same_content(have: &Self, want: &Self) -> bool {
         let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
         hard(have) == hard(want)
+    }
+}
+
+impl Child for LimitRange {
+    const KIND: Kind = Kind::LimitRange;
+
+    fn same_content(have: &Self, want: &Self) -> bool {
+        have.spec == want.spec
+    }
+}
+
+impl Child for NetworkPolicy {
+    const KIND: Kind = Kind::NetworkPolicy;
+
+    fn same_content(have: &Self, want: &Self) -> bool {
+        have.spec == want.spec
     }
 }
 
@@ -178,39 +197,21 @@ pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespa
     }
 }
 
-/// Labels and annotations as `want` has them: records adoption and repairs hand edits. The
-/// namespace keeps how it came to be the operator's (its management label), whatever `want` says.
+/// Bring an existing namespace's labels and annotations in step (see `build::namespace_patch`).
 pub async fn label_namespace(ctx: &Context, ns: Namespace, want: &Namespace) -> Result<Namespace, ApplyError> {
-    let mut want_labels = want.labels().clone();
-    if let Some(m) = ns.labels().get(labels::MANAGEMENT) {
-        want_labels.insert(labels::MANAGEMENT.into(), m.clone());
-    }
-    let differs = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
-        want.iter().any(|(k, v)| have.get(k) != Some(v))
-    };
-    if !differs(ns.labels(), &want_labels) && !differs(ns.annotations(), want.annotations()) {
-        return Ok(ns);
-    }
-    let name = ns.name_any();
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let patch = json!({"metadata": {"labels": want_labels, "annotations": want.annotations()}});
-    api.patch(&name, &labels::patch_params(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| ApplyError::Write { child: ChildRef::namespace(&name), source })
+    let Some(patch) = build::namespace_patch(&ns, want) else { return Ok(ns) };
+    patch_namespace(ctx, &ns.name_any(), patch).await
 }
 
-/// Give an adopted namespace back as it was found: the operator's labels and annotations go.
-pub async fn release_namespace(ctx: &Context, name: &str) -> Result<(), ApplyError> {
-    let mut labels_patch = serde_json::Map::new();
-    for k in [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME, labels::MANAGEMENT] {
-        labels_patch.insert(k.into(), serde_json::Value::Null);
-    }
-    let patch = json!({"metadata": {"labels": labels_patch,
-        "annotations": {labels::WORKSPACE_ANNOTATION: null, labels::UID_ANNOTATION: null}}});
+/// Give an adopted namespace back as it was found (see `build::release_patch`).
+pub async fn release_namespace(ctx: &Context, ns: &Namespace) -> Result<(), ApplyError> {
+    patch_namespace(ctx, &ns.name_any(), build::release_patch(ns)).await.map(|_| ())
+}
+
+async fn patch_namespace(ctx: &Context, name: &str, patch: serde_json::Value) -> Result<Namespace, ApplyError> {
     Api::<Namespace>::all(ctx.client.clone())
         .patch(name, &labels::patch_params(), &Patch::Merge(patch))
         .await
-        .map(|_| ())
         .map_err(|source| ApplyError::Write { child: ChildRef::namespace(name), source })
 }
 

@@ -1,27 +1,29 @@
-//! Build: the objects a Workspace should have, from its spec and the goal alone (spec in,
-//! objects out, no client), so every rule is unit-tested without a server.
+//! Build: the objects a Workspace should have, from its spec, its class and the goal alone
+//! (in: spec and policy; out: objects; no client), so every rule is unit-tested without a server.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::crd::{AuthType, DesiredState, GrantRole, SubjectKind, Workspace};
+use crate::controller::policy;
+use std::str::FromStr;
+
+use crate::crd::{
+    AuthType, DesiredState, GrantRole, Isolation, Management, PodSecurityLevel, SubjectKind, Workspace, WorkspaceClass,
+};
 use crate::labels;
 
-/// Settings that come from the operator's flags rather than the spec.
-#[derive(Clone, Debug)]
+/// Settings that come from the operator's flags rather than from a Workspace or its class.
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
-    /// The group that `Public` workspaces grant `view` to.
-    pub public_group: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { public_group: "system:authenticated".into() }
-    }
+    /// The operator's own namespace: never a workspace's.
+    pub operator_namespace: Option<String>,
 }
 
 /// What the children should look like.
@@ -53,13 +55,23 @@ impl From<DesiredState> for Goal {
 pub struct Children {
     pub bindings: Vec<RoleBinding>,
     pub quota: Option<ResourceQuota>,
+    pub limit_range: Option<LimitRange>,
+    pub network_policy: Option<NetworkPolicy>,
 }
 
-pub fn children(ws: &Workspace, settings: &Settings, target: &str, goal: Goal) -> Children {
-    match goal {
-        Goal::Available => Children { bindings: role_bindings(ws, settings, target), quota: quota(ws, target, false) },
-        Goal::Deactivated | Goal::Deleted => Children { bindings: Vec::new(), quota: quota(ws, target, true) },
-        Goal::Released => Children { bindings: Vec::new(), quota: None },
+pub fn children(ws: &Workspace, class: &WorkspaceClass, target: &str, goal: Goal) -> Children {
+    let (bindings, quota_blocks) = match goal {
+        Goal::Available => (role_bindings(ws, class, target), false),
+        Goal::Deactivated | Goal::Deleted => (Vec::new(), true),
+        Goal::Released => {
+            return Children { bindings: Vec::new(), quota: None, limit_range: None, network_policy: None };
+        }
+    };
+    Children {
+        bindings,
+        quota: quota(ws, class, target, quota_blocks),
+        limit_range: limit_range(ws, class, target),
+        network_policy: network_policy(ws, class, target),
     }
 }
 
@@ -73,18 +85,141 @@ fn meta(ws: &Workspace, name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-/// The namespace as the operator labels it: created (`Managed`) or adopted (`Enrolled`).
-pub fn namespace(ws: &Workspace, target: &str) -> Namespace {
+/// The namespace as the operator labels it: created (`Managed`) or adopted (`Enrolled`), with
+/// the class's Pod Security levels and its labels and annotations.
+pub fn namespace(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Namespace {
     let mut m = meta(ws, target, None);
-    if let Some(l) = m.labels.as_mut() {
-        l.insert(labels::MANAGEMENT.into(), ws.spec.management.as_str().into());
+    let policy = &class.spec.namespace;
+    let l = m.labels.get_or_insert_with(BTreeMap::new);
+    l.insert(labels::MANAGEMENT.into(), ws.spec.management.as_str().into());
+    let security = &policy.pod_security;
+    for (mode, level) in [("enforce", security.enforce), ("warn", security.warn), ("audit", security.audit)] {
+        l.insert(format!("pod-security.kubernetes.io/{mode}"), level.as_str().into());
+    }
+    // A class's labels and annotations never take the operator's own keys.
+    for (k, v) in policy.labels.iter().flatten().filter(|(k, _)| !own_key(k)) {
+        l.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let a = m.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in policy.annotations.iter().flatten().filter(|(k, _)| !own_key(k)) {
+        a.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Namespace { metadata: m, ..Default::default() }
 }
 
+/// What an enrolled namespace carried before the operator changed it: each label and
+/// annotation it added (None) or changed (the earlier value). Kept on the namespace as JSON.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Before {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, Option<String>>,
+}
+
+impl Before {
+    fn of(ns: &Namespace) -> Before {
+        let recorded = ns.metadata.annotations.as_ref().and_then(|a| a.get(labels::BEFORE_ANNOTATION));
+        recorded.and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
+    }
+}
+
+/// The operator's own keys: removed on release, never recorded.
+fn own_key(key: &str) -> bool {
+    key.starts_with("workspaces.dev/")
+}
+
+const POD_SECURITY_MODES: [&str; 3] =
+    ["pod-security.kubernetes.io/enforce", "pod-security.kubernetes.io/warn", "pod-security.kubernetes.io/audit"];
+
+/// The stricter of two Pod Security levels; an unknown level counts as the loosest.
+fn stricter<'a>(a: Option<&'a str>, b: &'a str) -> &'a str {
+    let rank = |l: &str| PodSecurityLevel::from_str(l).map_or(0, |l| l as u8 + 1);
+    match a {
+        Some(a) if rank(a) > rank(b) => a,
+        _ => b,
+    }
+}
+
+/// The merge patch that makes the existing namespace `have` carry what `want` (from
+/// [`namespace`]) asks, or None when it already does. On an enrolled namespace the Pod Security
+/// levels are only ever tightened (enrollment never weakens a namespace), and every label or
+/// annotation added or changed is recorded with its earlier value, so that [`release_patch`]
+/// gives back exactly what was found.
+pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json::Value> {
+    let enrolled = have.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGEMENT)).map(String::as_str)
+        != Some(Management::Managed.as_str())
+        && want.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGEMENT)).map(String::as_str)
+            == Some(Management::Enrolled.as_str());
+    let mut before = Before::of(have);
+    let recorded = before.clone();
+    let empty = BTreeMap::new();
+    let changes = |have: &BTreeMap<String, String>,
+                   want: &BTreeMap<String, String>,
+                   before: &mut BTreeMap<String, Option<String>>| {
+        let mut out = serde_json::Map::new();
+        for (k, v) in want {
+            // A namespace keeps the management it was created or enrolled with.
+            if k == labels::MANAGEMENT && have.contains_key(k) {
+                continue;
+            }
+            let original = before.get(k).cloned().unwrap_or_else(|| have.get(k).cloned());
+            let v = match enrolled && POD_SECURITY_MODES.contains(&k.as_str()) {
+                true => stricter(original.as_deref(), v),
+                false => v.as_str(),
+            };
+            if have.get(k).map(String::as_str) != Some(v) {
+                out.insert(k.clone(), v.into());
+                if enrolled && !own_key(k) && !before.contains_key(k) {
+                    before.insert(k.clone(), have.get(k).cloned());
+                }
+            }
+        }
+        out
+    };
+    let meta = (&have.metadata, &want.metadata);
+    let labels =
+        changes(meta.0.labels.as_ref().unwrap_or(&empty), meta.1.labels.as_ref().unwrap_or(&empty), &mut before.labels);
+    let mut annotations = changes(
+        meta.0.annotations.as_ref().unwrap_or(&empty),
+        meta.1.annotations.as_ref().unwrap_or(&empty),
+        &mut before.annotations,
+    );
+    if before != recorded {
+        let json = serde_json::to_string(&before).unwrap_or_default();
+        annotations.insert(labels::BEFORE_ANNOTATION.into(), json.into());
+    }
+    if labels.is_empty() && annotations.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({"metadata": {"labels": labels, "annotations": annotations}}))
+}
+
+/// The merge patch that gives an enrolled namespace back: the operator's own keys go, and what
+/// it added or changed returns to what was there before.
+pub fn release_patch(have: &Namespace) -> serde_json::Value {
+    let before = Before::of(have);
+    let restore = |have: Option<&BTreeMap<String, String>>, before: &BTreeMap<String, Option<String>>| {
+        let mut out = serde_json::Map::new();
+        for k in have.into_iter().flat_map(|m| m.keys()).filter(|k| own_key(k)) {
+            out.insert(k.clone(), serde_json::Value::Null);
+        }
+        for (k, v) in before {
+            out.insert(k.clone(), v.clone().map_or(serde_json::Value::Null, Into::into));
+        }
+        out
+    };
+    let mut labels = restore(have.metadata.labels.as_ref(), &before.labels);
+    let mut annotations = restore(have.metadata.annotations.as_ref(), &before.annotations);
+    // The consent stays: it is the namespace owner's, not the operator's.
+    labels.remove(policy::ENROLL_FROM);
+    annotations.remove(policy::ENROLL_FROM);
+    serde_json::json!({"metadata": {"labels": labels, "annotations": annotations}})
+}
+
 /// RoleBindings that give access while the workspace is Available: owner and admins get
-/// `admin`; Public workspaces give the public group `view`; Internal ones bind each grant.
-pub fn role_bindings(ws: &Workspace, settings: &Settings, target: &str) -> Vec<RoleBinding> {
+/// `admin`; Public workspaces give the class's public group `view`; Internal ones bind each grant.
+pub fn role_bindings(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Vec<RoleBinding> {
     let binding = |name: &str, role: &str, subjects: Vec<Subject>| RoleBinding {
         metadata: meta(ws, name, Some(target)),
         role_ref: RoleRef {
@@ -102,7 +237,12 @@ pub fn role_bindings(ws: &Workspace, settings: &Settings, target: &str) -> Vec<R
     }
     let mut out = vec![binding(labels::ADMINS_BINDING, "admin", admins)];
     match ws.spec.auth_type {
-        AuthType::Public => out.push(binding(labels::PUBLIC_BINDING, "view", vec![group(&settings.public_group)])),
+        AuthType::Public => {
+            // The policy refused a Public workspace whose class names no group.
+            if let Some(g) = class.spec.access.public_group.as_deref().filter(|g| !g.is_empty()) {
+                out.push(binding(labels::PUBLIC_BINDING, "view", vec![group(g)]));
+            }
+        }
         AuthType::Private => {}
         AuthType::Internal => {
             let mut by_role: BTreeMap<GrantRole, Vec<Subject>> = BTreeMap::new();
@@ -144,17 +284,19 @@ fn group(name: &str) -> Subject {
     }
 }
 
-/// `namespace:name`, or a bare name meaning a ServiceAccount in the workspace namespace.
+/// `namespace:name` (admission refuses anything else; a bare name would mean one in the
+/// workspace namespace).
 fn service_account(name: &str, default_ns: &str) -> Subject {
     let (ns, n) = name.split_once(':').unwrap_or((default_ns, name));
     Subject { kind: "ServiceAccount".into(), name: n.into(), api_group: None, namespace: Some(ns.into()) }
 }
 
-/// The ResourceQuota: `resourceLimits` mirrored; when blocked, `pods: 0` stops new pods while
-/// every existing object is kept. None when there is nothing to limit.
-pub fn quota(ws: &Workspace, target: &str, blocked: bool) -> Option<ResourceQuota> {
+/// The ResourceQuota: the limits (the Workspace's, or its class's defaults) mirrored; when
+/// blocked, `pods: 0` stops new pods while every existing object is kept. None when there is
+/// nothing to limit.
+pub fn quota(ws: &Workspace, class: &WorkspaceClass, target: &str, blocked: bool) -> Option<ResourceQuota> {
     let mut hard = BTreeMap::new();
-    for (limit, quantity) in ws.spec.resource_limits.iter().flat_map(|l| l.quantities()) {
+    for (limit, quantity) in policy::limits(ws, class).iter().flat_map(|l| l.quantities()) {
         hard.insert(quota_key(limit).to_string(), Quantity(quantity));
     }
     if blocked {
@@ -167,6 +309,51 @@ pub fn quota(ws: &Workspace, target: &str, blocked: bool) -> Option<ResourceQuot
         metadata: meta(ws, labels::QUOTA, Some(target)),
         spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
         status: None,
+    })
+}
+
+/// The class's container defaults as a LimitRange: containers that set no cpu or memory get
+/// these as requests and limits, so a quota on cpu or memory still admits their pods.
+pub fn limit_range(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Option<LimitRange> {
+    let defaults = class.spec.resources.container_defaults.as_ref()?;
+    let values: BTreeMap<String, Quantity> = [("cpu", &defaults.cpu), ("memory", &defaults.memory)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), Quantity(policy::text(v)))))
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let item = LimitRangeItem {
+        type_: "Container".into(),
+        default: Some(values.clone()),
+        default_request: Some(values),
+        ..Default::default()
+    };
+    Some(LimitRange {
+        metadata: meta(ws, labels::LIMIT_RANGE, Some(target)),
+        spec: Some(LimitRangeSpec { limits: vec![item] }),
+    })
+}
+
+/// Network isolation: ingress to the workspace's pods only from its own namespace and from the
+/// namespaces the class selects. None when the class asks for no isolation.
+pub fn network_policy(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Option<NetworkPolicy> {
+    let net = &class.spec.network;
+    if net.isolation == Isolation::None {
+        return None;
+    }
+    let mut from = vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }];
+    if let Some(selector) = &net.allow_from_namespaces {
+        from.push(NetworkPolicyPeer { namespace_selector: Some(selector.clone()), ..Default::default() });
+    }
+    Some(NetworkPolicy {
+        metadata: meta(ws, labels::NETWORK_POLICY, Some(target)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(from), ports: None }]),
+            ..Default::default()
+        }),
     })
 }
 
@@ -184,7 +371,9 @@ pub fn quota_key(limit: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::{ContainerDefaults, PodSecurityLevel, WorkspaceClassSpec};
     use crate::fixtures::ws;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     const T: &str = "acme-team-a-1234abcd";
 
@@ -204,11 +393,18 @@ mod tests {
         Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
+    /// The default class, with a public group so that Public workspaces can be built.
+    fn open() -> WorkspaceClass {
+        let mut spec = WorkspaceClassSpec::default();
+        spec.access.public_group = Some("system:authenticated".into());
+        WorkspaceClass::new("standard", spec)
+    }
+
     #[test]
     fn children_for_each_goal() {
-        let s = Settings::default();
-        let limited = ws("a").limit("cpu", "4").limit("pods", "20").build();
-        let unlimited = ws("b").build();
+        let c = open();
+        let limited = ws("a").auth(AuthType::Public).limit("cpu", "4").limit("pods", "20").build();
+        let unlimited = ws("b").auth(AuthType::Public).build();
         #[rustfmt::skip]
         let table: Vec<(&Workspace, Goal, Vec<&str>, Hard)> = vec![
             (&limited, Goal::Available, vec!["workspace-admins", "workspace-public-view"], map(&[("limits.cpu", "4"), ("pods", "20")])),
@@ -220,16 +416,55 @@ mod tests {
             (&unlimited, Goal::Released, vec![], None),
         ];
         for (w, goal, bindings, quota) in table {
-            let c = children(w, &s, T, goal);
+            let c = children(w, &c, T, goal);
             assert_eq!(names(&c), bindings, "{goal:?}");
             assert_eq!(hard(&c), quota, "{goal:?}");
         }
     }
 
     #[test]
-    fn public_workspace_binds_owner_admins_and_public_group() {
-        let w = ws("a").owner("alice").admins(&["bob", "alice"]).build();
-        let rbs = role_bindings(&w, &Settings::default(), T);
+    fn every_goal_but_release_keeps_isolation_and_container_defaults() {
+        let mut c = open();
+        c.spec.resources.container_defaults =
+            Some(ContainerDefaults { cpu: Some(IntOrString::String("250m".into())), memory: None });
+        let w = ws("a").build();
+        for goal in [Goal::Available, Goal::Deactivated, Goal::Deleted] {
+            let got = children(&w, &c, T, goal);
+            let lr = got.limit_range.expect("container defaults are a LimitRange");
+            let item = &lr.spec.unwrap().limits[0];
+            assert_eq!(item.default.as_ref().unwrap()["cpu"].0, "250m", "{goal:?}");
+            assert!(item.default_request.as_ref().unwrap().get("memory").is_none(), "{goal:?}");
+            assert!(got.network_policy.is_some(), "{goal:?}: isolation is the default");
+        }
+        let released = children(&w, &c, T, Goal::Released);
+        assert_eq!((released.limit_range, released.network_policy), (None, None));
+        c.spec.network.isolation = Isolation::None;
+        c.spec.resources.container_defaults = None;
+        let got = children(&w, &c, T, Goal::Available);
+        assert_eq!((got.limit_range, got.network_policy), (None, None), "the class asks for neither");
+    }
+
+    #[test]
+    fn isolation_admits_the_same_namespace_and_those_the_class_selects() {
+        let mut c = open();
+        let selector = LabelSelector {
+            match_labels: Some([("role".to_string(), "ingress".to_string())].into()),
+            ..Default::default()
+        };
+        c.spec.network.allow_from_namespaces = Some(selector.clone());
+        let np = network_policy(&ws("a").build(), &c, T).unwrap().spec.unwrap();
+        assert_eq!(np.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+        assert_eq!(np.pod_selector, Some(LabelSelector::default()), "every pod of the namespace");
+        let from = np.ingress.unwrap()[0].from.clone().unwrap();
+        assert_eq!(from[0].pod_selector, Some(LabelSelector::default()), "pods of the same namespace");
+        assert_eq!(from[0].namespace_selector, None);
+        assert_eq!(from[1].namespace_selector, Some(selector));
+    }
+
+    #[test]
+    fn public_workspace_binds_owner_admins_and_the_class_public_group() {
+        let w = ws("a").auth(AuthType::Public).owner("alice").admins(&["bob", "alice"]).build();
+        let rbs = role_bindings(&w, &open(), T);
         assert_eq!(rbs.len(), 2);
         let names: Vec<_> = rbs[0].subjects.as_ref().unwrap().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["alice", "bob"], "the owner first, each subject once");
@@ -237,6 +472,8 @@ mod tests {
         assert_eq!(rbs[1].role_ref.name, "view");
         assert_eq!(rbs[1].subjects.as_ref().unwrap()[0].name, "system:authenticated");
         assert_eq!(rbs[0].metadata.namespace.as_deref(), Some(T));
+        let closed = WorkspaceClass::new("closed", WorkspaceClassSpec::default());
+        assert_eq!(role_bindings(&w, &closed, T).len(), 1, "no public group, no public binding");
     }
 
     #[test]
@@ -247,7 +484,7 @@ mod tests {
             .grant(SubjectKind::ServiceAccount, "ci:bot", GrantRole::Edit)
             .grant(SubjectKind::ServiceAccount, "local", GrantRole::Edit)
             .build();
-        let rbs = role_bindings(&w, &Settings::default(), T);
+        let rbs = role_bindings(&w, &open(), T);
         let names: Vec<_> = rbs.iter().map(|r| r.metadata.name.clone().unwrap()).collect();
         assert_eq!(names, ["workspace-admins", "workspace-grants-view", "workspace-grants-edit"]);
         let sa = |i: usize| {
@@ -261,16 +498,114 @@ mod tests {
     #[test]
     fn private_workspace_binds_only_owner_and_admins() {
         let w = ws("a").private().build();
-        assert_eq!(role_bindings(&w, &Settings::default(), T).len(), 1);
+        assert_eq!(role_bindings(&w, &open(), T).len(), 1);
     }
 
     #[test]
-    fn namespace_records_its_workspace_and_management() {
+    fn namespace_records_its_workspace_management_and_the_class_pod_security() {
         let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
-        let ns = namespace(&w, "legacy");
-        assert_eq!(ns.metadata.labels.as_ref().unwrap()[labels::MANAGEMENT], "Enrolled");
+        let mut c = open();
+        c.spec.namespace.labels = Some([("cost-centre".to_string(), "42".to_string())].into());
+        c.spec.namespace.pod_security.enforce = PodSecurityLevel::Restricted;
+        let ns = namespace(&w, &c, "legacy");
+        let l = ns.metadata.labels.as_ref().unwrap();
+        assert_eq!(l[labels::MANAGEMENT], "Enrolled");
+        assert_eq!(l["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(l["pod-security.kubernetes.io/warn"], "restricted");
+        assert_eq!(l["cost-centre"], "42");
         let ann = ns.metadata.annotations.unwrap();
         assert_eq!(ann[labels::WORKSPACE_ANNOTATION], "acme/a");
         assert_eq!(ann[labels::UID_ANNOTATION], "u-1");
+        let plain = namespace(&w, &WorkspaceClass::new("d", WorkspaceClassSpec::default()), "legacy");
+        assert_eq!(plain.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"], "baseline", "the default");
+    }
+
+    fn namespace_with(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
+        let map = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("legacy".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// `have` after a merge patch (null removes a key), as the API server would leave it.
+    fn patched(have: &Namespace, patch: &serde_json::Value) -> Namespace {
+        let mut out = have.clone();
+        for (field, map) in [("labels", &mut out.metadata.labels), ("annotations", &mut out.metadata.annotations)] {
+            let map = map.get_or_insert_with(BTreeMap::new);
+            for (k, v) in patch["metadata"][field].as_object().into_iter().flatten() {
+                match v.as_str() {
+                    Some(v) => map.insert(k.clone(), v.into()),
+                    None => map.remove(k),
+                };
+            }
+        }
+        out
+    }
+
+    const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+    #[test]
+    fn enrollment_only_tightens_pod_security_and_release_gives_back_what_was_found() {
+        let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let mut c = open();
+        c.spec.namespace.labels = Some([("cost-centre".to_string(), "42".to_string())].into());
+        let want = namespace(&w, &c, "legacy");
+        let consent = (policy::ENROLL_FROM, "acme");
+        #[rustfmt::skip]
+        let table: Vec<(&str, Namespace, &str)> = vec![
+            ("no level: the class's", namespace_with(&[consent], &[]), "baseline"),
+            ("looser: tightened", namespace_with(&[consent, (ENFORCE, "privileged")], &[]), "baseline"),
+            ("stricter: kept", namespace_with(&[consent, (ENFORCE, "restricted")], &[]), "restricted"),
+            ("unknown: the class's", namespace_with(&[consent, (ENFORCE, "lax")], &[]), "baseline"),
+            ("managed by another tool", namespace_with(&[consent, (labels::MANAGED_BY, "Helm"), ("cost-centre", "7")], &[("note", "x")]), "baseline"),
+        ];
+        for (case, found, level) in table {
+            let patch = namespace_patch(&found, &want).expect("an enrollment writes");
+            let enrolled = patched(&found, &patch);
+            assert_eq!(enrolled.metadata.labels.as_ref().unwrap()[ENFORCE], level, "{case}");
+            assert_eq!(enrolled.metadata.labels.as_ref().unwrap()[labels::MANAGEMENT], "Enrolled", "{case}");
+            assert_eq!(namespace_patch(&enrolled, &want), None, "{case}: a second reconcile writes nothing");
+            let released = patched(&enrolled, &release_patch(&enrolled));
+            assert_eq!(released.metadata.labels, found.metadata.labels, "{case}: labels as found");
+            let annotations = released.metadata.annotations.clone().filter(|a| !a.is_empty());
+            assert_eq!(annotations, found.metadata.annotations.clone().filter(|a| !a.is_empty()), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_class_change_reaches_a_created_namespace_but_never_loosens_an_enrolled_one() {
+        let managed = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").build();
+        let mut strict = open();
+        strict.spec.namespace.pod_security.enforce = PodSecurityLevel::Restricted;
+        let created = namespace(&managed, &strict, T);
+        let patch = namespace_patch(&created, &namespace(&managed, &open(), T)).expect("the class loosened");
+        assert_eq!(patch["metadata"]["labels"][ENFORCE], "baseline", "a created namespace follows its class");
+
+        let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let found = namespace_with(&[(policy::ENROLL_FROM, "acme"), (ENFORCE, "baseline")], &[]);
+        let enrolled = patched(&found, &namespace_patch(&found, &namespace(&w, &strict, "legacy")).unwrap());
+        assert_eq!(enrolled.metadata.labels.as_ref().unwrap()[ENFORCE], "restricted");
+        let mut loose = open();
+        loose.spec.namespace.pod_security.enforce = PodSecurityLevel::Privileged;
+        let again = namespace_patch(&enrolled, &namespace(&w, &loose, "legacy"));
+        let relaxed = again.map(|p| patched(&enrolled, &p)).unwrap_or(enrolled);
+        assert_eq!(relaxed.metadata.labels.as_ref().unwrap()[ENFORCE], "baseline", "back to what it had, no looser");
+    }
+
+    #[test]
+    fn a_class_never_sets_the_operators_own_keys() {
+        let mut c = open();
+        c.spec.namespace.labels = Some([(labels::MANAGEMENT.to_string(), "Managed".to_string())].into());
+        c.spec.namespace.annotations = Some([(labels::UID_ANNOTATION.to_string(), "forged".to_string())].into());
+        let w = ws("a").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let ns = namespace(&w, &c, "legacy");
+        assert_eq!(ns.metadata.labels.unwrap()[labels::MANAGEMENT], "Enrolled");
+        assert_eq!(ns.metadata.annotations.unwrap()[labels::UID_ANNOTATION], "u-1");
     }
 }

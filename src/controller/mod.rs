@@ -12,6 +12,7 @@ pub mod expectations;
 pub mod index;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 pub mod report;
 pub mod status;
 
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -36,7 +38,7 @@ use observe::{Observation, Seen};
 use plan::{Ownership, Plan};
 use status::Outcome;
 
-use crate::crd::{DesiredState, Management, State, StateReason, Workspace};
+use crate::crd::{DesiredState, Management, State, StateReason, Workspace, WorkspaceClass};
 use crate::events::Recorder;
 use crate::labels;
 use crate::metrics::Metrics;
@@ -80,6 +82,9 @@ pub struct Context {
     bindings: Store<RoleBinding>,
     bindings_by_ns: ByNamespace,
     quotas: Store<ResourceQuota>,
+    limit_ranges: Store<LimitRange>,
+    network_policies: Store<NetworkPolicy>,
+    classes: Store<WorkspaceClass>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
     /// Writes the caches have not shown yet.
@@ -137,7 +142,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .reflect(rb_writer)
         .touched_objects();
     let (q_store, q_writer) = reflector::store();
-    let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children)
+    let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children.clone())
         .default_backoff()
         // Quotas are compared by spec; the status (hard and used, rewritten by the quota
         // controller) is most of a quota's size.
@@ -147,6 +152,38 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         })
         .reflect(q_writer)
         .touched_objects();
+    let (lr_store, lr_writer) = reflector::store();
+    let lr_stream = watcher(Api::<LimitRange>::all(client.clone()), children.clone())
+        .default_backoff()
+        .modify(strip)
+        .reflect(lr_writer)
+        .touched_objects();
+    let (np_store, np_writer) = reflector::store();
+    let np_stream = watcher(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+        .default_backoff()
+        .modify(strip)
+        .reflect(np_writer)
+        .touched_objects();
+    let (class_store, class_writer) = reflector::store();
+    let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(strip)
+        .reflect(class_writer)
+        .touched_objects();
+    // A class changes: every Workspace that names it, or may be taking the default, is
+    // reconciled (each writes only what really changes).
+    let of_class = {
+        let workspaces = ws_store.clone();
+        move |class: WorkspaceClass| {
+            let name = class.name_any();
+            workspaces
+                .state()
+                .iter()
+                .filter(|w| w.spec.class_name.as_deref().is_none_or(|n| n == name))
+                .map(|w| ObjectRef::from_obj(&**w))
+                .collect::<Vec<_>>()
+        }
+    };
 
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), labels::FIELD_MANAGER, std::env::var("POD_NAME").ok()),
@@ -157,6 +194,9 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         bindings: rb_store,
         bindings_by_ns: rb_index,
         quotas: q_store,
+        limit_ranges: lr_store,
+        network_policies: np_store,
+        classes: class_store,
         failures: Mutex::default(),
         expect: Expectations::default(),
         metrics: config.metrics.clone().unwrap_or_default(),
@@ -181,6 +221,9 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .watches_stream(ns_stream, |o| owner_of(&o))
         .watches_stream(rb_stream, |o| owner_of(&o))
         .watches_stream(q_stream, |o| owner_of(&o))
+        .watches_stream(lr_stream, |o| owner_of(&o))
+        .watches_stream(np_stream, |o| owner_of(&o))
+        .watches_stream(class_stream, of_class)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -219,7 +262,13 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     // after a start would re-create what exists (the Controller only waits for Workspaces).
     // Check without waiting: these caches fill only while the Controller polls its streams,
     // which it stops doing while every reconcile slot is taken.
-    if !(is_synced(&ctx.namespaces) && is_synced(&ctx.bindings) && is_synced(&ctx.quotas)) {
+    let synced = is_synced(&ctx.namespaces)
+        && is_synced(&ctx.bindings)
+        && is_synced(&ctx.quotas)
+        && is_synced(&ctx.limit_ranges)
+        && is_synced(&ctx.network_policies)
+        && is_synced(&ctx.classes);
+    if !synced {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let _timer = ctx.metrics.reconcile_timer();
@@ -263,7 +312,7 @@ fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
 async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
     let mut ws = cached.clone();
     let obs = observe::observe(&ws, ctx, false).await?;
-    let plan = plan::plan(&ws, &obs);
+    let plan = plan::plan(&ws, &obs, &ctx.settings);
     let predicted = match &plan {
         Plan::Blocked(o) => o.state,
         Plan::Provision(_) => status::goal(ws.spec.desired_state),
@@ -271,6 +320,7 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
     // The finalizer goes on before anything is created, so nothing can be left behind.
     report::metadata(&mut ws, ctx, predicted).await?;
     let (outcome, settling) = match plan {
+        Plan::Blocked(o) if plan::withdraws_access(&o) => (o, withdraw_access(ctx, &obs).await?),
         Plan::Blocked(o) => (o, false),
         Plan::Provision(found) => match provision(&ws, ctx, &obs, found).await {
             Ok(done) => done,
@@ -310,7 +360,9 @@ async fn provision(
     found: Option<Box<Namespace>>,
 ) -> Result<(Outcome, bool)> {
     let target = obs.target.as_str();
-    let want_ns = build::namespace(ws, target);
+    // The plan proceeds only with a class.
+    let class = obs.class_or_default();
+    let want_ns = build::namespace(ws, &class, target);
     let ns = match found {
         Some(ns) => *ns,
         None => apply::create_namespace(ctx, &want_ns).await?,
@@ -332,7 +384,7 @@ async fn provision(
         return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
     }
     let goal = Goal::from(ws.spec.desired_state);
-    let settling = sync_children(ctx, obs, build::children(ws, &ctx.settings, target, goal)).await?;
+    let settling = sync_children(ctx, obs, build::children(ws, &class, target, goal)).await?;
     let outcome = match goal {
         Goal::Available => {
             Outcome::new(State::Available, StateReason::Provisioned, format!("namespace {target} is ready"))
@@ -351,13 +403,22 @@ async fn provision(
     Ok((outcome, settling))
 }
 
+/// Owners and admins keep their access; the public and grant bindings go (see
+/// `plan::withdraws_access`). True when a write has yet to show in the caches.
+async fn withdraw_access(ctx: &Context, obs: &Observation) -> Result<bool> {
+    let owners: Vec<RoleBinding> =
+        obs.bindings.iter().filter(|b| b.name_any() == labels::ADMINS_BINDING).map(|b| (**b).clone()).collect();
+    Ok(apply::sync(ctx, &obs.target, &owners, &obs.bindings).await?)
+}
+
 /// Every kind of child, applied in turn; true when some write has yet to show in the caches.
 async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> Result<bool> {
-    let Children { bindings, quota } = children;
+    let Children { bindings, quota, limit_range, network_policy } = children;
     let a = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
-    let have_quota: Vec<_> = obs.quota.iter().cloned().collect();
-    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have_quota).await?;
-    Ok(a || b)
+    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
+    let c = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
+    let d = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
+    Ok(a || b || c || d)
 }
 
 // ----- the Workspace deleted ---------------------------------------------------------------------
@@ -394,9 +455,15 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
         apply::delete_namespace(ctx, &obs.target).await?;
         return Ok(());
     }
-    sync_children(ctx, &obs, build::children(ws, &ctx.settings, &obs.target, Goal::Released)).await?;
+    let class = obs.class_or_default();
+    sync_children(ctx, &obs, build::children(ws, &class, &obs.target, Goal::Released)).await?;
     if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Enrolled.as_str()) {
-        apply::release_namespace(ctx, &obs.target).await?;
+        apply::release_namespace(ctx, ns).await?;
     }
     Ok(())
+}
+
+/// The cached child, if any, as the slice `apply::sync` compares against.
+fn have<K: Clone>(o: &Option<Arc<K>>) -> Vec<Arc<K>> {
+    o.iter().cloned().collect()
 }

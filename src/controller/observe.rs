@@ -1,10 +1,13 @@
 //! Observe: what the caches say about a Workspace, read once per reconcile, with its derived
-//! facts (the target namespace) computed once. The only request is a GET of a namespace the
-//! caches cannot know about (they hold only namespaces labelled as the operator's).
+//! facts (the target namespace) computed once. The only requests are GETs of namespaces the
+//! caches cannot know about (they hold only namespaces labelled as the operator's): the target,
+//! and the organization's own when its class offers itself to some organizations only.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -13,20 +16,35 @@ use kube::{Resource, ResourceExt};
 use crate::controller::Context;
 use crate::controller::error::ObserveError;
 use crate::controller::plan;
-use crate::crd::Workspace;
+use crate::crd::{Workspace, WorkspaceClass};
 use crate::labels;
 
 #[derive(Clone, Debug, Default)]
 pub struct Observation {
     /// The namespace the Workspace provisions: `spec.namespace`, or derived from its name.
     pub target: String,
+    /// Its WorkspaceClass: the one it names, or the default; None when there is none.
+    pub class: Option<Arc<WorkspaceClass>>,
     pub namespace: Seen,
+    /// The labels of the Workspace's own namespace, read only when its class selects
+    /// organizations.
+    pub organization_labels: Option<BTreeMap<String, String>>,
     /// An older default Workspace of the same namespace, when this one is a default too.
     pub older_default: Option<String>,
     /// The workspace's RoleBindings in the target namespace, as cached.
     pub bindings: Vec<Arc<RoleBinding>>,
     /// The workspace's quota in the target namespace, as cached.
     pub quota: Option<Arc<ResourceQuota>>,
+    pub limit_range: Option<Arc<LimitRange>>,
+    pub network_policy: Option<Arc<NetworkPolicy>>,
+}
+
+impl Observation {
+    /// The class, or the built-in defaults when none was found: the plan goes ahead only with a
+    /// class, so the defaults serve only a teardown whose class has since gone.
+    pub fn class_or_default(&self) -> Arc<WorkspaceClass> {
+        self.class.clone().unwrap_or_else(|| Arc::new(WorkspaceClass::new("", Default::default())))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,14 +60,25 @@ pub enum Seen {
 /// namespace is always looked up (there is nothing to create).
 pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Observation, ObserveError> {
     let target = labels::target_namespace(ws);
+    let class = match &ws.spec.class_name {
+        Some(name) => ctx.classes.get(&ObjectRef::new(name)),
+        None => default_class(&ctx.classes.state()),
+    };
     let older_default = if teardown {
         None
     } else {
         let all = ctx.workspaces.state();
         plan::older_default(ws, all.iter().map(|w| &**w))
     };
-    let skip_lookup =
-        !teardown && (plan::precheck(ws, older_default.as_deref()).is_some() || plan::creates_blindly(ws));
+    let selects = class.as_ref().is_some_and(|c| c.spec.organizations.is_some());
+    let organization_labels = match ws.namespace() {
+        Some(org) if selects && !teardown => get_namespace(ctx, &org).await?.map(|ns| ns.labels().clone()),
+        _ => None,
+    };
+    let mut obs = Observation { target, class, organization_labels, older_default, ..Default::default() };
+    let blocked = plan::precheck(ws, &obs, &ctx.settings).is_some();
+    let target = obs.target.clone();
+    let skip_lookup = !teardown && (blocked || plan::creates_blindly(ws));
     let namespace = match ctx.namespaces.get(&ObjectRef::new(&target)) {
         Some(ns) => Seen::Found(Box::new((*ns).clone())),
         None if skip_lookup => Seen::Unread,
@@ -64,7 +93,22 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         .collect();
     let quota =
         ctx.quotas.get(&ObjectRef::new(labels::QUOTA).within(&target)).filter(|q| belongs_to(&**q, ws, &target));
-    Ok(Observation { target, namespace, older_default, bindings, quota })
+    let limit_range = (ctx.limit_ranges.get(&ObjectRef::new(labels::LIMIT_RANGE).within(&target)))
+        .filter(|o| belongs_to(&**o, ws, &target));
+    let network_policy = (ctx.network_policies.get(&ObjectRef::new(labels::NETWORK_POLICY).within(&target)))
+        .filter(|o| belongs_to(&**o, ws, &target));
+    obs.namespace = namespace;
+    obs.bindings = bindings;
+    obs.quota = quota;
+    obs.limit_range = limit_range;
+    obs.network_policy = network_policy;
+    Ok(obs)
+}
+
+/// The default WorkspaceClass: of those annotated as the default, the oldest (then by name).
+pub fn default_class(all: &[Arc<WorkspaceClass>]) -> Option<Arc<WorkspaceClass>> {
+    let key = |c: &WorkspaceClass| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
+    all.iter().filter(|c| c.is_default()).min_by_key(|c| key(c)).cloned()
 }
 
 pub async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>, ObserveError> {

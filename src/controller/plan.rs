@@ -1,11 +1,13 @@
 //! Plan: what a reconcile may do, decided from the spec and the observation alone (pure). A
-//! Workspace proceeds, or it is blocked with the outcome to report: an invalid spec, a second
-//! default, or a namespace that is not its own.
+//! Workspace proceeds, or it is blocked with the outcome to report: an invalid spec, no class,
+//! a breach of its class's policy, a second default, or a namespace that is not its own.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 
+use crate::controller::Settings;
 use crate::controller::observe::{Observation, Seen};
+use crate::controller::policy;
 use crate::controller::status::Outcome;
 use crate::crd::{DeletionPolicy, DesiredState, Management, State, StateReason, Workspace};
 use crate::labels;
@@ -18,16 +20,41 @@ pub enum Plan {
     Provision(Option<Box<Namespace>>),
 }
 
-/// Blocked by the spec alone or by another Workspace, before any namespace is looked at.
-pub fn precheck(ws: &Workspace, older_default: Option<&str>) -> Option<Outcome> {
+/// Blocked by the spec, its class or another Workspace, before any namespace is looked at.
+pub fn precheck(ws: &Workspace, obs: &Observation, settings: &Settings) -> Option<Outcome> {
     let invalid = invalid_quantities(ws);
     if !invalid.is_empty() {
         return Some(Outcome::new(State::Failed, StateReason::InvalidSpec, invalid.join("; ")));
     }
-    older_default.map(|other| {
+    let Some(class) = obs.class.as_deref() else {
+        let msg = match &ws.spec.class_name {
+            Some(name) => format!("WorkspaceClass {name} does not exist: name an existing class in spec.className"),
+            None => {
+                "no WorkspaceClass is the default: name one in spec.className, or ask the platform team for a default"
+                    .into()
+            }
+        };
+        return Some(Outcome::new(State::Failed, StateReason::ClassNotFound, msg));
+    };
+    let site = policy::Site {
+        target: &obs.target,
+        protected: settings.operator_namespace.as_deref(),
+        organization_labels: obs.organization_labels.as_ref(),
+    };
+    if let Some(why) = policy::violation(ws, class, site) {
+        return Some(Outcome::new(State::Failed, StateReason::PolicyViolation, why));
+    }
+    obs.older_default.as_ref().map(|other| {
         let msg = format!("Workspace {other} is already the default in this namespace");
         Outcome::new(State::Failed, StateReason::DefaultConflict, msg)
     })
+}
+
+/// A Workspace its class no longer allows (the platform tightened the policy, or removed the
+/// class) keeps its namespace, data, quota and owners, but not the access the policy may have
+/// stopped allowing: its public and grant bindings are withdrawn until it complies.
+pub fn withdraws_access(blocked: &Outcome) -> bool {
+    matches!(blocked.reason, StateReason::PolicyViolation | StateReason::ClassNotFound)
 }
 
 /// A Workspace seen for the first time most likely has a new namespace too: create it without
@@ -38,8 +65,8 @@ pub fn creates_blindly(ws: &Workspace) -> bool {
     ws.status.is_none() && ws.spec.management == Management::Managed && ws.spec.desired_state != DesiredState::Deleted
 }
 
-pub fn plan(ws: &Workspace, obs: &Observation) -> Plan {
-    if let Some(blocked) = precheck(ws, obs.older_default.as_deref()) {
+pub fn plan(ws: &Workspace, obs: &Observation, settings: &Settings) -> Plan {
+    if let Some(blocked) = precheck(ws, obs, settings) {
         return Plan::Blocked(blocked);
     }
     let target = &obs.target;
@@ -84,11 +111,20 @@ pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
     if recorded_ws == Some(&key) {
         return Ownership::Adoptable;
     }
+    let organization = ws.namespace().unwrap_or_default();
+    let consents = ns.labels().get(policy::ENROLL_FROM) == Some(&organization);
     match recorded_ws {
         Some(other) => Ownership::Foreign(format!("namespace {name} belongs to Workspace {other}")),
-        None if recorded_uid.is_none() && ws.spec.management == Management::Enrolled => Ownership::Adoptable,
+        None if recorded_uid.is_none() && ws.spec.management == Management::Enrolled && consents => {
+            Ownership::Adoptable
+        }
+        None if ws.spec.management == Management::Enrolled => Ownership::Foreign(format!(
+            "namespace {name} has not consented to enrollment by {organization}: whoever owns it must label it {}={organization}",
+            policy::ENROLL_FROM
+        )),
         None => Ownership::Foreign(format!(
-            "namespace {name} already exists and was not created for this Workspace; set management: Enrolled to adopt it"
+            "namespace {name} already exists and was not created for this Workspace; to adopt it, label it {}={organization} and set management: Enrolled",
+            policy::ENROLL_FROM
         )),
     }
 }
@@ -134,10 +170,12 @@ fn quantity_fits(q: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use kube::api::ObjectMeta;
 
     use super::*;
+    use crate::crd::{AuthType, WorkspaceClass};
     use crate::fixtures::ws;
 
     /// A namespace with these labels and annotations.
@@ -160,6 +198,7 @@ mod tests {
     const OWNED: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, UID)];
     const KEPT: [(&str, &str); 2] =
         [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, "an-earlier-uid")];
+    const CONSENT: [(&str, &str); 1] = [(policy::ENROLL_FROM, "default")];
     const OTHERS: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/b"), (labels::UID_ANNOTATION, "u-2")];
 
     fn created(w: crate::fixtures::WorkspaceFixture) -> Workspace {
@@ -176,8 +215,11 @@ mod tests {
             ("same name, earlier uid", &managed, ns("x", &[], &KEPT), Some(Ownership::Adoptable)),
             ("another Workspace's", &managed, ns("x", &[], &OTHERS), None),
             ("unrecorded, Managed", &managed, ns("x", &[], &[]), None),
-            ("unrecorded, Enrolled", &enrolled, ns("x", &[], &[]), Some(Ownership::Adoptable)),
-            ("a uid without a name, Enrolled", &enrolled, ns("x", &[], &[(labels::UID_ANNOTATION, "u-9")]), None),
+            ("unrecorded, Enrolled, consenting", &enrolled, ns("x", &CONSENT, &[]), Some(Ownership::Adoptable)),
+            ("unrecorded, Enrolled, no consent", &enrolled, ns("x", &[], &[]), None),
+            ("consent to another organization", &enrolled, ns("x", &[(policy::ENROLL_FROM, "team-b")], &[]), None),
+            ("consenting, but Managed", &managed, ns("x", &CONSENT, &[]), None),
+            ("a uid without a name, Enrolled", &enrolled, ns("x", &CONSENT, &[(labels::UID_ANNOTATION, "u-9")]), None),
             ("another's, Enrolled", &enrolled, ns("x", &[], &OTHERS), None),
         ];
         for (case, w, n, want) in table {
@@ -195,12 +237,16 @@ mod tests {
         let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &OTHERS)) else { panic!("foreign") };
         assert_eq!(why, "namespace x belongs to Workspace default/b");
         let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &[])) else { panic!("foreign") };
-        assert!(why.contains("set management: Enrolled to adopt it"), "{why}");
+        assert!(why.contains("label it workspaces.dev/enroll-from=default and set management: Enrolled"), "{why}");
+        let enrolled = created(ws("a").enrolled("x"));
+        let Ownership::Foreign(why) = ownership(&enrolled, &ns("x", &[], &[])) else { panic!("foreign") };
+        assert!(why.contains("has not consented to enrollment by default"), "{why}");
     }
 
     fn observed(namespace: Seen, older_default: Option<&str>) -> Observation {
         Observation {
             target: "x".into(),
+            class: Some(Arc::new(WorkspaceClass::new("standard", Default::default()))),
             namespace,
             older_default: older_default.map(String::from),
             ..Default::default()
@@ -220,7 +266,9 @@ mod tests {
     fn plan_for_each_case() {
         use Seen::*;
         let found = |a: &[(&str, &str)]| Found(Box::new(ns("x", &[], a)));
+        let consenting = || Found(Box::new(ns("x", &CONSENT, &[])));
         let f = Some((State::Failed, StateReason::NamespaceConflict));
+        let settings = Settings { operator_namespace: Some("ops".into()) };
         #[rustfmt::skip]
         let table: Vec<(&str, Workspace, Observation, Blocked)> = vec![
             ("new namespace, not read", created(ws("a")), observed(Unread, None), None),
@@ -229,7 +277,16 @@ mod tests {
             ("kept from an earlier uid", created(ws("a")), observed(found(&KEPT), None), None),
             ("another's", created(ws("a")), observed(found(&OTHERS), None), f),
             ("exists, unrecorded", created(ws("a")), observed(found(&[]), None), f),
-            ("enrolled, exists", created(ws("a").enrolled("x")), observed(found(&[]), None), None),
+            ("enrolled, consenting", created(ws("a").enrolled("x")), observed(consenting(), None), None),
+            ("enrolled, no consent", created(ws("a").enrolled("x")), observed(found(&[]), None), f),
+            ("no class", created(ws("a")), Observation { class: None, ..observed(found(&OWNED), None) },
+                Some((State::Failed, StateReason::ClassNotFound))),
+            ("against the class", created(ws("a").auth(AuthType::Public)), observed(found(&OWNED), None),
+                Some((State::Failed, StateReason::PolicyViolation))),
+            ("the operator's namespace", created(ws("a").enrolled("ops")), observed(consenting(), None),
+                Some((State::Failed, StateReason::PolicyViolation))),
+            ("outside the prefix", created(ws("a").namespace("monitoring")), observed(Missing, None),
+                Some((State::Failed, StateReason::PolicyViolation))),
             ("enrolled, missing", created(ws("a").enrolled("x")), observed(Missing, None),
                 Some((State::Failed, StateReason::NamespaceNotFound))),
             ("deleted, nothing to keep", created(ws("a").desired(DesiredState::Deleted)), observed(Missing, None),
@@ -240,7 +297,20 @@ mod tests {
                 Some((State::Failed, StateReason::InvalidSpec))),
         ];
         for (case, w, obs, want) in table {
-            assert_eq!(blocked(&plan(&w, &obs)), want, "{case}");
+            assert_eq!(blocked(&plan(&w, &obs, &settings)), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn only_a_breach_of_policy_withdraws_access() {
+        use StateReason::*;
+        #[rustfmt::skip]
+        let table = [
+            (PolicyViolation, true), (ClassNotFound, true),
+            (NamespaceConflict, false), (NamespaceNotFound, false), (DefaultConflict, false), (InvalidSpec, false),
+        ];
+        for (reason, withdraws) in table {
+            assert_eq!(withdraws_access(&Outcome::new(State::Failed, reason, "")), withdraws, "{reason:?}");
         }
     }
 

@@ -25,6 +25,7 @@ fn invalid_workspaces_are_refused_or_failed() {
     let (c, op) = crate::common::with_operator();
     c.ok(&["create", "namespace", "bad"]);
     c.ok(&["create", "namespace", "foreign"]);
+    c.ok(&["create", "namespace", "bad-foreign"]);
     c.apply(&ws("holder", "  owner: o\n  isDefault: true\n"));
     wait_status(&c, "bad", "holder", "Available");
     let holder_ns = c.jsonpath(&["get", "ws", "holder", "-n", "bad"], "{.status.namespace}");
@@ -75,14 +76,34 @@ fn invalid_workspaces_are_refused_or_failed() {
             Refused("spec.authType", "Unsupported value: \"Secret\""),
         ),
         (
-            "grants with Public",
+            "grants with the default authType",
             "  owner: o\n  grants: [{kind: User, name: u, role: view}]\n".into(),
             Refused("spec.grants", "grants are allowed only when authType is Internal"),
         ),
         (
-            "grants with Private",
-            "  owner: o\n  authType: Private\n  grants: [{kind: User, name: u, role: view}]\n".into(),
+            "grants with Public",
+            "  owner: o\n  authType: Public\n  grants: [{kind: User, name: u, role: view}]\n".into(),
             Refused("spec.grants", "only when authType is Internal"),
+        ),
+        (
+            "a system owner",
+            "  owner: system:admin\n".into(),
+            Refused("spec.owner", "must not be a system: name"),
+        ),
+        (
+            "a system admin",
+            "  owner: o\n  admins: [\"system:serviceaccount:kube-system:default\"]\n".into(),
+            Refused("spec.admins", "must not be a system: name"),
+        ),
+        (
+            "a grant to a system group",
+            "  owner: o\n  authType: Internal\n  grants: [{kind: Group, name: \"system:masters\", role: view}]\n".into(),
+            Refused("spec.grants[0]", "must not be a system: name"),
+        ),
+        (
+            "a malformed ServiceAccount grant",
+            "  owner: o\n  authType: Internal\n  grants: [{kind: ServiceAccount, name: kube-system/default, role: view}]\n".into(),
+            Refused("spec.grants[0]", "a ServiceAccount is namespace:name"),
         ),
         (
             "grant kind",
@@ -210,7 +231,12 @@ fn invalid_workspaces_are_refused_or_failed() {
         ("unknown field", "  owner: o\n  color: blue\n".into(), Refused("unknown field", "spec.color")),
         ("spec not an object", String::new(), Refused("spec", "Required value")),
         // What only the controller can know.
-        ("foreign namespace", "  owner: o\n  namespace: foreign\n".into(), Failed("NamespaceConflict")),
+        ("foreign namespace", "  owner: o\n  namespace: bad-foreign\n".into(), Failed("NamespaceConflict")),
+        ("outside the prefix", "  owner: o\n  namespace: foreign\n".into(), Failed("PolicyViolation")),
+        ("enroll without consent", "  owner: o\n  management: Enrolled\n  namespace: foreign\n".into(), Failed("NamespaceConflict")),
+        ("enroll a system namespace", "  owner: o\n  management: Enrolled\n  namespace: kube-system\n".into(), Failed("PolicyViolation")),
+        ("Public without a public group", "  owner: o\n  authType: Public\n".into(), Failed("PolicyViolation")),
+        ("no such class", "  owner: o\n  className: gold\n".into(), Failed("ClassNotFound")),
         (
             "another workspace's namespace",
             format!("  owner: o\n  management: Enrolled\n  namespace: {holder_ns}\n"),

@@ -87,38 +87,44 @@ fn rendered_security_rbac_and_crd() {
         }
     }
 
-    // The chart's CRD is crds/workspace.yaml plus the keep annotation.
-    let mut crd = objs["CustomResourceDefinition/workspaces.workspaces.dev"].clone();
-    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
-    crd["metadata"].as_object_mut().unwrap().remove("annotations");
-    let committed: Value = workspace_operator::yaml::from_str(include_str!("../../crds/workspace.yaml")).unwrap();
-    assert_eq!(crd, committed);
+    // The CRDs come from the chart's crds/ directory (installed before any template, so the
+    // default class below can be created in the same install); the templates carry none.
+    assert!(!objs.keys().any(|k| k.starts_with("CustomResourceDefinition/")));
+    let class = &objs["WorkspaceClass/standard"];
+    assert_eq!(class["metadata"]["annotations"]["workspaces.dev/is-default-class"], "true");
+    assert_eq!(class["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(class["spec"], json!({}), "every policy at its safe default");
 }
 
 #[test]
 fn values_change_the_rendering_and_bad_values_are_refused() {
     let objs = render(json!({
-        "replicas": 3, "watchNamespace": "teams", "logFormat": "text", "publicGroup": "staff",
+        "replicas": 3, "watchNamespace": "teams", "logFormat": "text",
         "metrics": {"serviceMonitor": {"enabled": true}}, "podDisruptionBudget": {"enabled": true},
-        "crds": {"install": false}, "nodeSelector": {"pool": "ops"},
+        "defaultClass": {"name": "teams", "spec": {"access": {"publicGroup": "staff"}}},
+        "nodeSelector": {"pool": "ops"},
     }))
     .expect("renders");
     let dep = &objs["Deployment/wo-workspace-operator"];
     assert_eq!(dep["spec"]["replicas"], 3);
     let args = dep["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().clone();
-    for a in ["--watch-namespace=teams", "--log-format=text", "--public-group=staff"] {
+    for a in ["--watch-namespace=teams", "--log-format=text"] {
         assert!(args.contains(&json!(a)), "{args:?}");
     }
     assert_eq!(dep["spec"]["template"]["spec"]["nodeSelector"]["pool"], "ops");
     assert!(objs.contains_key("ServiceMonitor/wo-workspace-operator"));
     assert!(objs.contains_key("PodDisruptionBudget/wo-workspace-operator"));
-    assert!(!objs.contains_key("CustomResourceDefinition/workspaces.workspaces.dev"));
+    assert_eq!(objs["WorkspaceClass/teams"]["spec"]["access"]["publicGroup"], "staff");
+    let without = render(json!({"defaultClass": {"create": false}})).expect("renders");
+    assert!(!without.keys().any(|k| k.starts_with("WorkspaceClass/")));
 
     for bad in [
         json!({"replicas": "two"}),
         json!({"bogus": 1}),
         json!({"logFormat": "xml"}),
         json!({"image": {"pullPolicy": "Sometimes"}}),
+        json!({"defaultClass": {"name": "Not A Name"}}),
+        json!({"publicGroup": "system:authenticated"}),
     ] {
         assert!(render(bad.clone()).is_err(), "schema should refuse {bad}");
     }
@@ -137,6 +143,8 @@ fn install_upgrade_uninstall_against_the_local_api_server() {
         "1"
     );
     c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
+    let default = c.jsonpath(&["get", "workspaceclasses"], "{.items[*].metadata.name}");
+    assert_eq!(default, "standard", "the chart installs the default class with the CRDs");
     helm(&["upgrade", kc, CHART, "wo", "workspace-system", "{\"replicas\": 2}"]).expect("upgrade");
     assert_eq!(
         c.jsonpath(&["get", "deploy", "wo-workspace-operator", "-n", "workspace-system"], "{.spec.replicas}"),
@@ -147,6 +155,7 @@ fn install_upgrade_uninstall_against_the_local_api_server() {
     helm(&["uninstall", kc, "wo", "workspace-system"]).expect("uninstall");
     assert!(!c.kubectl(&["get", "deploy", "wo-workspace-operator", "-n", "workspace-system"]).status.success());
     assert!(c.kubectl(&["get", "crd", "workspaces.workspaces.dev"]).status.success(), "the CRD is kept");
+    assert!(c.kubectl(&["get", "workspaceclass", "standard"]).status.success(), "the class is kept");
 }
 
 /// Does any rule grant `verb` on `group`/`resource`?
@@ -155,7 +164,7 @@ fn install_upgrade_uninstall_against_the_local_api_server() {
 /// Provisioned Event included, and does the operator lead and turn ready, within `within`?
 fn operator_works_with(rbac: &[Value], within: Duration) -> Result<(), String> {
     let c = Cluster::start();
-    c.ok(&["apply", "-f", crate::common::CRD]);
+    crate::common::install_crd(&c);
     let kubeconfig = crate::common::operator_kubeconfig(&c);
     // Replace the chart's roles with the ones under test.
     for role in rbac {
@@ -239,7 +248,7 @@ fn the_operator_works_on_the_charts_rbac_and_needs_every_rule_of_it() {
 fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
     let out = Command::new(python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/helmtool.py"))
-        .args(["manifests", CHART, "{\"crds\":{\"install\":false}}", "workspace-operator", "workspace-system"])
+        .args(["manifests", CHART, "{}", "workspace-operator", "workspace-system"])
         .output()
         .expect("render");
     let committed = include_str!("../../crds/operator/operator.yaml");
@@ -247,8 +256,15 @@ fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
         String::from_utf8_lossy(&out.stdout) == committed,
         "crds/operator/operator.yaml is stale: run `make manifests`"
     );
+    // As the README says: the CRDs first (kubectl maps every kind before it applies any), then
+    // the rest.
     let c = Cluster::start();
+    c.ok(&["apply", "-f", crate::common::CRD]);
+    c.ok(&["wait", "--for=condition=Established", "crd/workspaceclasses.workspaces.dev", "--timeout=10s"]);
     c.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]);
+    let default =
+        c.jsonpath(&["get", "workspaceclass", "standard"], "{.metadata.annotations.workspaces\\.dev/is-default-class}");
+    assert_eq!(default, "true", "the default class comes with the operator");
     assert_eq!(c.jsonpath(&["get", "deploy", "workspace-operator", "-n", "workspace-system"], "{.spec.replicas}"), "1");
     c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
 }

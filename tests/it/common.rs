@@ -12,10 +12,26 @@ pub use workspace_operator::fixtures::ws;
 /// The committed CRD, as users install it.
 pub const CRD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml");
 
-/// Install the committed CRD with kubectl and wait until it is served.
+/// Install the committed CRDs with kubectl, wait until they are served, then apply the chart's
+/// default WorkspaceClass: the cluster as `helm install` leaves it.
 pub fn install_crd(c: &Cluster) {
     c.ok(&["apply", "-f", CRD]);
     c.ok(&["wait", "--for=condition=Established", "crd/workspaces.workspaces.dev", "--timeout=10s"]);
+    c.ok(&["wait", "--for=condition=Established", "crd/workspaceclasses.workspaces.dev", "--timeout=10s"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let admin = c.server.client();
+        workspace_operator::dev::install_default_class(&admin).await.expect("the chart's default class applies");
+    });
+}
+
+/// The default class as the chart installs it (release workspace-operator).
+pub const DEFAULT_CLASS: &str = "standard";
+
+/// Let Public workspaces of the default class give `group` view, as a platform team would.
+pub fn allow_public(c: &Cluster, group: &str) {
+    let patch = serde_json::json!({"spec": {"access": {"publicGroup": group}}}).to_string();
+    c.ok(&["patch", "workspaceclass", DEFAULT_CLASS, "--type=merge", "-p", &patch]);
 }
 
 /// The operator on its own thread and runtime, against a cluster; stops (gracefully) on drop.
@@ -52,7 +68,11 @@ impl Operator {
     /// As `start`, with a token of the operator's account taken beforehand.
     pub fn start_with_token(c: &Cluster, token: String) -> Operator {
         let metrics = std::sync::Arc::new(workspace_operator::metrics::Metrics::default());
-        let config = workspace_operator::controller::Config { metrics: Some(metrics.clone()), ..Default::default() };
+        let settings = workspace_operator::controller::Settings {
+            operator_namespace: Some(workspace_operator::dev::OPERATOR_NAMESPACE.into()),
+        };
+        let config =
+            workspace_operator::controller::Config { metrics: Some(metrics.clone()), settings, ..Default::default() };
         let server = c.server.handle().clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -24,26 +24,47 @@ fn create_all(c: &Cluster, prefix: &str) {
     });
 }
 
-/// Every Workspace Available; then, with faults cleared, exactly one namespace, two RoleBindings and a quota.
+/// Every Workspace Available; then, with faults cleared, exactly one namespace, one RoleBinding
+/// (owner and admins: the default class has no public group), a quota and a NetworkPolicy.
 fn assert_converged(c: &Cluster, prefix: &str) -> Duration {
+    let took = wait_available(c, prefix);
+    // Inspect with faults off so a failed read is not mistaken for a missing object.
+    c.server.faults().clear();
+    assert_children(c, prefix);
+    took
+}
+
+fn wait_available(c: &Cluster, prefix: &str) -> Duration {
     let start = Instant::now();
     c.eventually(&format!("{prefix}: all Available"), Duration::from_secs(90), || {
         let out = c.jsonpath(&["get", "ws"], "{range .items[*]}{.metadata.name}={.status.status} {end}");
         let ok = out.split_whitespace().filter(|w| w.starts_with(prefix) && w.ends_with("=Available")).count();
         (ok == N).then_some(())
     });
-    let took = start.elapsed();
-    // Inspect with faults off so a failed read is not mistaken for a missing object.
-    c.server.faults().clear();
+    start.elapsed()
+}
+
+/// Every workspace's children, read in one request per kind.
+fn assert_children(c: &Cluster, prefix: &str) {
+    let names = |args: &[&str]| -> Vec<String> {
+        let path = "{range .items[*]}{.metadata.labels.workspaces\\.dev/workspace-name}{\"\\n\"}{end}";
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-l", "app.kubernetes.io/managed-by=workspace-operator", "-o"]);
+        let expr = format!("jsonpath={path}");
+        all.push(&expr);
+        c.ok(&all).lines().filter(|n| n.starts_with(prefix)).map(String::from).collect()
+    };
+    let count = |list: &[String], name: &str| list.iter().filter(|n| *n == name).count();
+    let (namespaces, bindings) = (names(&["namespaces"]), names(&["rolebindings", "-A"]));
+    let (quotas, isolation) = (names(&["resourcequotas", "-A"]), names(&["networkpolicies", "-A"]));
     for i in 0..N {
         let name = format!("{prefix}-{i:02}");
-        let nss = c.ok(&["get", "ns", "-l", &format!("workspaces.dev/workspace-name={name}"), "-o", "name"]);
-        assert_eq!(nss.lines().count(), 1, "{name}: one namespace");
-        let ns = nss.trim().trim_start_matches("namespace/");
-        assert_eq!(c.ok(&["get", "rolebindings", "-n", ns, "-o", "name"]).lines().count(), 2, "{name}: bindings");
-        assert!(c.kubectl(&["get", "quota", "workspace-quota", "-n", ns]).status.success(), "{name}: quota");
+        assert_eq!(count(&namespaces, &name), 1, "{name}: one namespace");
+        assert_eq!(count(&bindings, &name), 1, "{name}: bindings");
+        assert_eq!(count(&quotas, &name), 1, "{name}: quota");
+        assert_eq!(count(&isolation, &name), 1, "{name}: isolation");
     }
-    took
 }
 
 #[test]
@@ -85,9 +106,10 @@ fn watches_dropped_and_history_compacted() {
         drop(url);
     });
     create_all(&c, "drop");
-    let took = assert_converged(&c, "drop");
+    let took = wait_available(&c, "drop");
     stop.store(true, Ordering::SeqCst);
     let _ = dropper.join();
+    assert_children(&c, "drop");
     // Changes after the storm are still seen.
     c.ok(&["patch", "ws", "drop-00", "--type=merge", "-p", "{\"spec\":{\"desiredState\":\"Deactivated\"}}"]);
     crate::common::wait_status(&c, "default", "drop-00", "Deactivated");

@@ -1,5 +1,5 @@
-//! What is generated or assembled from the sources stays in step with them: the committed CRD,
-//! the chart's copy of it, and the image's dependency tree.
+//! What is generated or assembled from the sources stays in step with them: the committed CRDs,
+//! the chart's copy of them, and the image's dependency tree.
 
 use std::process::Command;
 
@@ -17,8 +17,8 @@ fn committed_crd_matches_the_rust_types() {
 #[test]
 fn chart_carries_the_same_crd() {
     let committed = std::fs::read(crate::common::CRD).expect("read crds");
-    let chart = std::fs::read(format!("{ROOT}/charts/workspace-operator/files/workspace.yaml")).expect("chart copy");
-    assert!(committed == chart, "charts/workspace-operator/files/workspace.yaml is stale: run `make crds`");
+    let chart = std::fs::read(format!("{ROOT}/charts/workspace-operator/crds/workspace.yaml")).expect("chart copy");
+    assert!(committed == chart, "charts/workspace-operator/crds/workspace.yaml is stale: run `make crds`");
 }
 
 /// The crates in the operator's normal dependency tree with these cargo flags.

@@ -16,10 +16,10 @@ fn health(objs: &[Value]) -> Vec<Value> {
 fn argocd_health_kstatus_conditions_and_no_drift() {
     assert!(include_str!("../../README.md").contains(LUA), "the README shows the tested script");
     let (c, _op) = crate::common::with_operator();
-    c.ok(&["create", "namespace", "taken"]);
+    c.ok(&["create", "namespace", "default-taken"]);
     c.apply(&crate::common::ws("ok").yaml());
     c.apply(&crate::common::ws("paused").desired(DesiredState::Deactivated).yaml());
-    c.apply(&crate::common::ws("bad").namespace("taken").yaml());
+    c.apply(&crate::common::ws("bad").namespace("default-taken").yaml());
     crate::common::wait_status(&c, "default", "ok", "Available");
     crate::common::wait_status(&c, "default", "paused", "Deactivated");
     crate::common::wait_status(&c, "default", "bad", "Failed");

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use workspace_operator::crd::{DeletionPolicy, DesiredState};
+use workspace_operator::crd::{AuthType, DeletionPolicy, DesiredState};
 
-use crate::common::{Cluster, Operator, bindings, target_ns, wait_status, with_operator, ws};
+use crate::common::{Cluster, Operator, allow_public, bindings, target_ns, wait_status, with_operator, ws};
 
 const ADMINS_AND_PUBLIC: [&str; 2] = [
     "rolebinding.rbac.authorization.k8s.io/workspace-admins",
@@ -15,8 +15,15 @@ const ADMINS_AND_PUBLIC: [&str; 2] = [
 fn available_ml() -> (Cluster, Operator, String) {
     let (c, op) = with_operator();
     c.ok(&["create", "namespace", "acme"]);
-    let manifest =
-        ws("ml").in_ns("acme").admins(&["bob"]).limit("cpu", "4").limit("memory", "8Gi").limit("pods", "20").yaml();
+    allow_public(&c, "system:authenticated");
+    let manifest = ws("ml")
+        .in_ns("acme")
+        .auth(AuthType::Public)
+        .admins(&["bob"])
+        .limit("cpu", "4")
+        .limit("memory", "8Gi")
+        .limit("pods", "20")
+        .yaml();
     c.apply(&manifest);
     wait_status(&c, "acme", "ml", "Available");
     let target = target_ns(&c, "acme", "ml");

@@ -14,5 +14,6 @@ mod list_views;
 mod ownership;
 mod production;
 mod samples;
+mod tenants;
 mod workflow;
 mod writes;

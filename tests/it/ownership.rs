@@ -6,34 +6,63 @@ use crate::common::{wait_status, with_operator, writes_of_a_reconcile, ws};
 #[test]
 fn a_managed_workspace_never_takes_an_existing_namespace() {
     let (c, op) = with_operator();
-    c.ok(&["create", "namespace", "taken"]);
-    c.apply(&ws("grab").namespace("taken").yaml());
+    // In the organization's prefix (default-), so only the namespace's owner is in the way.
+    c.ok(&["create", "namespace", "default-taken"]);
+    c.apply(&ws("grab").namespace("default-taken").yaml());
     wait_status(&c, "default", "grab", "Failed");
     assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.status.stateReason}"), "NamespaceConflict");
     assert_eq!(c.jsonpath(&["get", "ws", "grab"], "{.metadata.labels.workspaces\\.dev/status}"), "Failed");
     assert_eq!(
-        c.jsonpath(&["get", "ns", "taken"], "{.metadata.labels}"),
-        "{\"kubernetes.io/metadata.name\":\"taken\"}"
+        c.jsonpath(&["get", "ns", "default-taken"], "{.metadata.labels}"),
+        "{\"kubernetes.io/metadata.name\":\"default-taken\"}"
     );
     // Found to be someone else's, the namespace is not tried again: a retry writes nothing.
     let writes = writes_of_a_reconcile(&c, &op, "grab");
     assert!(writes.is_empty(), "a reconcile of a settled conflict wrote: {writes:?}");
     c.ok(&["delete", "ws", "grab", "--timeout=20s"]);
-    assert!(c.kubectl(&["get", "ns", "taken"]).status.success(), "a namespace the operator did not create survives");
+    assert!(
+        c.kubectl(&["get", "ns", "default-taken"]).status.success(),
+        "a namespace the operator did not create survives"
+    );
 }
 
 #[test]
 fn an_enrolled_namespace_is_adopted_then_released_and_never_deleted() {
     let (c, _op) = with_operator();
     c.ok(&["create", "namespace", "legacy"]);
+    // The namespace consents, and has a Pod Security level of its own, stricter than the class's.
+    c.ok(&[
+        "label",
+        "namespace",
+        "legacy",
+        "workspaces.dev/enroll-from=default",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    c.ok(&["annotate", "namespace", "legacy", "team=analytics"]);
+    let found = (
+        c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels}"),
+        c.jsonpath(&["get", "ns", "legacy"], "{.metadata.annotations}"),
+    );
     c.ok(&["create", "configmap", "precious", "-n", "legacy", "--from-literal=k=v"]);
     let delete = workspace_operator::crd::DeletionPolicy::Delete;
     c.apply(&ws("old").enrolled("legacy").deletion_policy(delete).yaml());
     wait_status(&c, "default", "old", "Available");
     assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "Enrolled");
+    let level = |mode: &str| {
+        c.jsonpath(&["get", "ns", "legacy"], &format!("{{.metadata.labels.pod-security\\.kubernetes\\.io/{mode}}}"))
+    };
+    assert_eq!(
+        (level("enforce"), level("warn")),
+        ("restricted".into(), "restricted".into()),
+        "tightened, never loosened"
+    );
     c.ok(&["delete", "ws", "old", "--timeout=20s"]);
     assert_eq!(c.jsonpath(&["get", "cm", "precious", "-n", "legacy"], "{.data.k}"), "v");
-    assert_eq!(c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels.workspaces\\.dev/management}"), "");
+    let released = (
+        c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels}"),
+        c.jsonpath(&["get", "ns", "legacy"], "{.metadata.annotations}"),
+    );
+    assert_eq!(released, found, "given back exactly as it was found");
 }
 
 #[test]

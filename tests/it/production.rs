@@ -81,7 +81,7 @@ fn metric(body: &str, prefix: &str) -> Option<f64> {
 /// A cluster with the Workspace CRD, and `replica-a` started with leader election and leading.
 fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
     let c = Cluster::start();
-    c.ok(&["apply", "-f", crate::common::CRD]);
+    crate::common::install_crd(&c);
     let a = Process::start(&c, "replica-a", &["--leader-elect"], &dir.join("a.log"));
     c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
     (c, a)
@@ -110,7 +110,7 @@ fn observed_operator(dir: &Path) -> (Cluster, Process, std::path::PathBuf) {
     let (code, _) = crate::common::eventually("/healthz", Duration::from_secs(10), || p.get("/healthz"));
     assert_eq!(code, 200);
     assert_eq!(p.get("/readyz").expect("/readyz").0, 503, "ready without the CRD");
-    c.ok(&["apply", "-f", crate::common::CRD]);
+    crate::common::install_crd(&c);
     crate::common::eventually("/readyz 200", Duration::from_secs(20), || (p.get("/readyz")?.0 == 200).then_some(()));
     c.server.faults().fail_next("create", "namespaces", 1, FaultKind::ServerError);
     c.apply(&crate::common::ws("observed").yaml());
@@ -195,7 +195,7 @@ fn logs_are_json_lines_and_a_reconcile_names_its_workspace() {
     assert!(in_span, "no log line inside the reconcile span of default/observed:\n{text}");
     // WARN is for what someone on call should look at: here the missing CRD at start and the
     // injected failure, each once.
-    let expected = ["reconcile failed", "waiting for the Workspace CRD (install crds/workspace.yaml)"];
+    let expected = ["reconcile failed", "waiting for the Workspace CRDs (install crds/workspace.yaml)"];
     let warnings: Vec<&serde_json::Value> =
         lines.iter().filter(|l| l["level"] == "WARN" && !expected.iter().any(|m| l["message"] == *m)).collect();
     assert!(warnings.is_empty(), "warnings in ordinary life: {warnings:?}");

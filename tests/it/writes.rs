@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use devcluster::FaultKind;
+use workspace_operator::crd::AuthType;
 
 use crate::common::{
     Operator, bindings, operator_writes, target_ns, wait_status, with_operator, writes_of_a_reconcile, ws,
@@ -51,7 +52,7 @@ fn a_restart_in_the_middle_of_provisioning_converges_without_duplicates() {
     c.server.faults().clear();
     let _op = Operator::start(&c);
     wait_status(&c, "default", "half", "Available");
-    assert_eq!(bindings(&c, &target).len(), 2);
+    assert_eq!(bindings(&c, &target).len(), 1, "owner and admins (the default class has no public group)");
     let namespaces = c.ok(&["get", "ns", "-l", "workspaces.dev/workspace-name=half", "-o", "name"]);
     assert_eq!(namespaces.lines().count(), 1, "nothing duplicated: {namespaces}");
 }
@@ -80,9 +81,14 @@ fn a_restart_over_converged_workspaces_writes_nothing() {
 #[test]
 fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
     let (c, _op) = with_operator();
+    // A class that asks for every kind of child: a public group and container defaults (and,
+    // by default, Pod Security labels and network isolation).
+    let class =
+        r#"{"spec": {"access": {"publicGroup": "staff"}, "resources": {"containerDefaults": {"cpu": "250m"}}}}"#;
+    c.ok(&["patch", "workspaceclass", crate::common::DEFAULT_CLASS, "--type=merge", "-p", class]);
     let counters = c.server.counters();
     counters.start_log();
-    c.apply(&ws("cost").limit("pods", "5").yaml());
+    c.apply(&ws("cost").auth(AuthType::Public).limit("pods", "5").yaml());
     wait_status(&c, "default", "cost", "Available");
     // The Event is the reconcile's last write.
     c.eventually("Provisioned event", Duration::from_secs(20), || {
@@ -100,14 +106,17 @@ fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
         })
         .collect();
     requests.sort();
-    // Public access with a quota: the namespace, two RoleBindings (owner and admins as admin,
-    // the public group as view), the quota, the Workspace's finalizer and labels, its status
-    // (a separate subresource), and the transition's Event. No reads: the caches answer.
+    // Public access with a quota: the namespace (with its Pod Security labels), two
+    // RoleBindings (owner and admins as admin, the public group as view), the quota, the
+    // container defaults, the isolating NetworkPolicy, the Workspace's finalizer and labels, its
+    // status (a separate subresource), and the transition's Event. No reads: the caches answer.
     assert_eq!(
         requests,
         [
             "create events",
             "create namespaces",
+            "patch limitranges",
+            "patch networkpolicies",
             "patch resourcequotas",
             "patch rolebindings",
             "patch rolebindings",
@@ -115,4 +124,37 @@ fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
             "patch workspaces/status",
         ],
     );
+}
+
+#[test]
+fn a_class_change_writes_only_what_it_changes_in_each_of_its_workspaces() {
+    let (c, op) = with_operator();
+    let manifest: String = (0..3).map(|i| format!("---\n{}", ws(&format!("k{i}")).yaml())).collect();
+    c.apply(&manifest);
+    for i in 0..3 {
+        wait_status(&c, "default", &format!("k{i}"), "Available");
+    }
+    let patch = |spec: &str| {
+        let counters = c.server.counters();
+        counters.start_log();
+        let before = op.metrics.reconcile_count();
+        c.ok(&["patch", "workspaceclass", crate::common::DEFAULT_CLASS, "--type=merge", "-p", spec]);
+        op.wait_reconciles(before, 3);
+        let mut writes: Vec<String> =
+            operator_writes(counters.take_log()).iter().map(|r| format!("{} {}", r.verb, r.resource)).collect();
+        writes.sort();
+        writes
+    };
+    // Container defaults: one new LimitRange per workspace, nothing else.
+    let added = patch(r#"{"spec": {"resources": {"containerDefaults": {"memory": "256Mi"}}}}"#);
+    assert_eq!(added, ["patch limitranges"; 3]);
+    for i in 0..3 {
+        let target = target_ns(&c, "default", &format!("k{i}"));
+        let memory =
+            c.jsonpath(&["get", "limits", "workspace-defaults", "-n", &target], "{.spec.limits[0].default.memory}");
+        assert_eq!(memory, "256Mi");
+    }
+    // A change that alters no child writes nothing.
+    let unchanged = patch(r#"{"spec": {"access": {"serviceAccountsOutside": true}}}"#);
+    assert!(unchanged.is_empty(), "{unchanged:?}");
 }

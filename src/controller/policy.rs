@@ -1,0 +1,257 @@
+//! The platform's policy, from the Workspace's WorkspaceClass, and the rules that hold whatever
+//! the class says: decided from the spec alone (pure). A Workspace that breaks one is Failed
+//! with PolicyViolation, and the message says which rule and how to comply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
+
+use crate::crd::{AuthType, Management, ResourceLimits, SubjectKind, Workspace, WorkspaceClass};
+use crate::labels;
+
+/// Namespaces that are the cluster's own: never enrolled, never named by a Workspace.
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "default"];
+
+/// The label by which a namespace's owner consents to its enrollment by an organization.
+pub const ENROLL_FROM: &str = "workspaces.dev/enroll-from";
+
+/// Where a Workspace would be carried out: facts the spec does not hold.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Site<'a> {
+    /// The namespace it provisions.
+    pub target: &'a str,
+    /// The operator's own namespace, if known: never a workspace's.
+    pub protected: Option<&'a str>,
+    /// The labels of its organization's namespace; read only when the class selects
+    /// organizations (None: not read, or the namespace is gone).
+    pub organization_labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Why `ws` may not be carried out under `class`, if it may not. Its organization is the
+/// Workspace's own namespace.
+pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<String> {
+    let name = class.name_any();
+    let organization = ws.namespace().unwrap_or_default();
+    let spec = &ws.spec;
+    let policy = &class.spec;
+    let Site { target, protected, organization_labels } = site;
+    if let Some(selector) = &policy.organizations {
+        let offered = Selector::try_from(selector.clone())
+            .is_ok_and(|s| organization_labels.is_some_and(|labels| s.matches(labels)));
+        if !offered {
+            return Some(format!(
+                "WorkspaceClass {name} is not offered to organization {organization}: choose another class in spec.className"
+            ));
+        }
+    }
+    if let Some(ns) = &spec.namespace {
+        if SYSTEM_NAMESPACES.contains(&ns.as_str()) || Some(ns.as_str()) == protected {
+            return Some(format!("namespace {ns} is the cluster's own: no Workspace may have it"));
+        }
+        if !policy.namespace.allow_explicit_name && spec.management == Management::Managed {
+            return Some(format!(
+                "WorkspaceClass {name} does not let Workspaces name their namespace: leave spec.namespace out"
+            ));
+        }
+        let own_derived = labels::derived_namespace(&organization, &ws.name_any());
+        if spec.management == Management::Managed && labels::looks_derived(ns) && *ns != own_derived {
+            return Some(format!(
+                "namespace {ns} ends as derived names do (a hash): those are reserved for their Workspaces; choose another name, or leave spec.namespace out"
+            ));
+        }
+        if spec.management == Management::Managed && !ns.starts_with(&format!("{organization}-")) {
+            return Some(format!(
+                "namespace {ns} is outside this organization's prefix: name it {organization}-<something>, or leave spec.namespace out"
+            ));
+        }
+    }
+    if spec.management == Management::Enrolled && !policy.enrollment.allowed {
+        return Some(format!("WorkspaceClass {name} does not allow enrolling existing namespaces"));
+    }
+    if spec.auth_type == AuthType::Public && policy.access.public_group.as_deref().is_none_or(str::is_empty) {
+        return Some(format!(
+            "WorkspaceClass {name} names no public group, so no workspace of it may be Public: use Private or Internal"
+        ));
+    }
+    for g in spec.grants.iter().flatten() {
+        if !policy.access.allowed_roles.contains(&g.role) {
+            let allowed: Vec<&str> = policy.access.allowed_roles.iter().map(|r| r.as_str()).collect();
+            return Some(format!(
+                "grant of {} to {} {}: WorkspaceClass {name} allows only the roles {}",
+                g.role.as_str(),
+                g.kind.as_str(),
+                g.name,
+                allowed.join(", ")
+            ));
+        }
+        if g.kind == SubjectKind::ServiceAccount && !policy.access.service_accounts_outside {
+            let ns = g.name.split(':').next().unwrap_or_default();
+            if ns != target && ns != organization {
+                return Some(format!(
+                    "grant to ServiceAccount {}: WorkspaceClass {name} allows ServiceAccounts of {target} and {organization} only",
+                    g.name
+                ));
+            }
+        }
+    }
+    let max = policy.resources.max_limits.as_ref()?;
+    let asked = limits(ws, class)?;
+    let allowed: Vec<(&str, String)> = max.quantities();
+    for (limit, value) in asked.quantities() {
+        if let Some((_, most)) = allowed.iter().find(|(l, _)| *l == limit)
+            && amount(&value).zip(amount(most)).is_some_and(|(v, m)| v > m)
+        {
+            return Some(format!("resourceLimits.{limit} {value} is more than WorkspaceClass {name} allows ({most})"));
+        }
+    }
+    None
+}
+
+/// The limits that apply: the Workspace's own, or the class's defaults when it sets none.
+pub fn limits(ws: &Workspace, class: &WorkspaceClass) -> Option<ResourceLimits> {
+    ws.spec.resource_limits.clone().or_else(|| class.spec.resources.default_limits.clone())
+}
+
+/// A quantity as a number of base units, near enough to compare two (`500m`, `2`, `128Gi`).
+fn amount(q: &str) -> Option<f64> {
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let unit = |power: i32, base: f64| base.powi(power);
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            let power = "KMGTPE".find(&suffix[..1])? as i32 + 1;
+            unit(power, 1024.0)
+        }
+        e if e.starts_with(['e', 'E']) => unit(e[1..].parse().ok()?, 10.0),
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * factor)
+}
+
+/// A limit as text, whichever way it was written.
+pub fn text(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    use crate::crd::{GrantRole, WorkspaceClassSpec};
+    use crate::fixtures::ws;
+
+    fn class(edit: impl FnOnce(&mut WorkspaceClassSpec)) -> WorkspaceClass {
+        let mut spec = WorkspaceClassSpec::default();
+        edit(&mut spec);
+        WorkspaceClass::new("standard", spec)
+    }
+
+    const TARGET: &str = "acme-ml-0000";
+
+    #[test]
+    fn the_policy_refuses_what_the_class_does_not_offer() {
+        let open = class(|s| {
+            s.access.public_group = Some("staff".into());
+        });
+        let strict = class(|s| {
+            s.namespace.allow_explicit_name = false;
+            s.enrollment.allowed = false;
+            s.access.allowed_roles = vec![GrantRole::View];
+            s.resources.max_limits = Some(ResourceLimits {
+                cpu: Some(IntOrString::String("8".into())),
+                memory: Some(IntOrString::String("32Gi".into())),
+                ..Default::default()
+            });
+        });
+        let acme = |name: &str| ws(name).in_ns("acme");
+        #[rustfmt::skip]
+        let table: Vec<(&str, Workspace, &WorkspaceClass, Option<&str>)> = vec![
+            ("a plain private workspace", acme("a").build(), &strict, None),
+            ("public with a group", acme("a").auth(AuthType::Public).build(), &open, None),
+            ("public without a group", acme("a").auth(AuthType::Public).build(), &strict, Some("names no public group")),
+            ("a namespace in the prefix", acme("a").namespace("acme-data").build(), &open, None),
+            ("a namespace outside the prefix", acme("a").namespace("monitoring").build(), &open, Some("outside this organization's prefix")),
+            ("another organization's prefix", acme("a").namespace("acmex-data").build(), &open, Some("outside this organization's prefix")),
+            ("another team's derived name", acme("a").namespace(&crate::labels::derived_namespace("acme-x", "ml")).build(), &open, Some("ends as derived names do")),
+            ("its own derived name", acme("a").namespace(&crate::labels::derived_namespace("acme", "a")).build(), &open, None),
+            ("explicit names not allowed", acme("a").namespace("acme-data").build(), &strict, Some("does not let Workspaces name")),
+            ("a system namespace", acme("a").enrolled("kube-system").build(), &open, Some("the cluster's own")),
+            ("default", acme("a").enrolled("default").build(), &open, Some("the cluster's own")),
+            ("enrollment not allowed", acme("a").enrolled("legacy").build(), &strict, Some("does not allow enrolling")),
+            ("enrollment allowed", acme("a").enrolled("legacy").build(), &open, None),
+            ("a role the class allows", acme("a").grant(SubjectKind::User, "u", GrantRole::View).build(), &strict, None),
+            ("a role beyond the class", acme("a").grant(SubjectKind::User, "u", GrantRole::Edit).build(), &strict, Some("allows only the roles view")),
+            ("a ServiceAccount of the organization", acme("a").grant(SubjectKind::ServiceAccount, "acme:ci", GrantRole::View).build(), &open, None),
+            ("a ServiceAccount of the workspace", acme("a").grant(SubjectKind::ServiceAccount, &format!("{TARGET}:bot"), GrantRole::View).build(), &open, None),
+            ("another team's ServiceAccount", acme("a").grant(SubjectKind::ServiceAccount, "team-b:ci", GrantRole::View).build(), &open, Some("allows ServiceAccounts of")),
+            ("limits within", acme("a").limit("cpu", "4").limit("memory", "16Gi").build(), &strict, None),
+            ("cpu beyond", acme("a").limit("cpu", "16").build(), &strict, Some("resourceLimits.cpu 16 is more than")),
+            ("memory beyond", acme("a").limit("memory", "64Gi").build(), &strict, Some("resourceLimits.memory 64Gi")),
+            ("millicores within", acme("a").limit("cpu", "7500m").build(), &strict, None),
+        ];
+        for (case, w, c, want) in table {
+            let got = violation(&w, c, site());
+            match want {
+                None => assert_eq!(got, None, "{case}"),
+                Some(text) => assert!(got.as_deref().is_some_and(|g| g.contains(text)), "{case}: {got:?}"),
+            }
+        }
+        let own = ws("a").in_ns("acme").enrolled("workspace-system").build();
+        assert!(violation(&own, &open, site()).is_some(), "the operator's namespace");
+    }
+
+    type Labels = BTreeMap<String, String>;
+
+    fn site() -> Site<'static> {
+        Site { target: TARGET, protected: Some("workspace-system"), organization_labels: None }
+    }
+
+    #[test]
+    fn a_class_that_selects_organizations_is_refused_to_the_others() {
+        let selector = LabelSelector {
+            match_labels: Some([("tier".to_string(), "platform".to_string())].into()),
+            ..Default::default()
+        };
+        let only_platform = class(|s| s.organizations = Some(selector));
+        let w = ws("a").in_ns("acme").build();
+        let platform: Labels = [("tier".to_string(), "platform".to_string())].into();
+        let other: Labels = [("tier".to_string(), "apps".to_string())].into();
+        #[rustfmt::skip]
+        let table: Vec<(&str, Option<&Labels>, bool)> = vec![
+            ("a selected organization", Some(&platform), true),
+            ("another organization", Some(&other), false),
+            ("labels unknown", None, false),
+        ];
+        for (case, labels, offered) in table {
+            let got = violation(&w, &only_platform, Site { organization_labels: labels, ..site() });
+            assert_eq!(got.is_none(), offered, "{case}: {got:?}");
+        }
+        let everyone = class(|_| {});
+        assert_eq!(violation(&w, &everyone, site()), None, "unset: every organization");
+    }
+
+    #[test]
+    fn a_workspace_without_limits_gets_the_class_defaults() {
+        let c = class(|s| {
+            s.resources.default_limits =
+                Some(ResourceLimits { pods: Some(IntOrString::Int(10)), ..Default::default() });
+        });
+        assert_eq!(limits(&ws("a").build(), &c).and_then(|l| l.pods), Some(IntOrString::Int(10)));
+        let own = ws("a").limit("pods", "3").build();
+        assert_eq!(limits(&own, &c).and_then(|l| l.pods), Some(IntOrString::String("3".into())));
+    }
+}

@@ -1,0 +1,323 @@
+//! The tenant boundary, tried as a hostile tenant would: `tina` may manage Workspaces in her
+//! organization's namespace `team-a` and nothing else. Every way she tries to reach further
+//! through the operator is refused at admission (naming the field) or ends as a Failed status
+//! that says why; afterwards she has no access outside her own workspace namespaces and nothing
+//! outside them changed. The positive side too: an owner runs workloads, a viewer only reads,
+//! and a deactivated workspace's users lose their access.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+use workspace_operator::labels::derived_namespace;
+
+use crate::common::{Cluster, DEFAULT_CLASS, target_ns, wait_status};
+
+const ORG: &str = "team-a";
+
+/// The platform admin's side: organizations, namespaces that consent (or not), classes, and
+/// another team's workspace.
+fn platform(c: &Cluster) {
+    for ns in ["team-a", "team-b", "monitoring", "team-a-shared"] {
+        c.ok(&["create", "namespace", ns]);
+    }
+    c.ok(&["label", "namespace", "team-b", "tier=apps"]);
+    for (ns, org) in [("legacy-a", "team-a"), ("legacy-b", "team-b")] {
+        c.ok(&["create", "namespace", ns]);
+        c.ok(&["label", "namespace", ns, &format!("workspaces.dev/enroll-from={org}")]);
+    }
+    // The default class: grants of view and edit only, at most 8 cpus, no public group.
+    let standard =
+        r#"{"spec": {"access": {"allowedRoles": ["view", "edit"]}, "resources": {"maxLimits": {"cpu": "8"}}}}"#;
+    c.ok(&["patch", "workspaceclass", DEFAULT_CLASS, "--type=merge", "-p", standard]);
+    // A permissive class offered to the platform's own organizations only.
+    c.apply(
+        "apiVersion: workspaces.dev/v1alpha1\nkind: WorkspaceClass\nmetadata: {name: platform-only}\nspec:\n  organizations: {matchLabels: {tier: platform}}\n  access: {publicGroup: system:authenticated}\n",
+    );
+    c.apply(&crate::common::ws("data").in_ns("team-b").owner("bob").yaml());
+    wait_status(c, "team-b", "data", "Available");
+    // tina: Workspaces in team-a, nothing more.
+    c.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: workspaces, namespace: team-a}\nrules:\n- apiGroups: [workspaces.dev]\n  resources: [workspaces]\n  verbs: [get, list, watch, create, update, patch, delete]\n",
+    );
+    c.ok(&["create", "rolebinding", "tina", "--role=workspaces", "--user=tina", "-n", ORG]);
+}
+
+struct User {
+    kubeconfig: PathBuf,
+}
+
+impl User {
+    fn new(c: &Cluster, name: &str) -> User {
+        User { kubeconfig: c.save_kubeconfig(&format!("{name}.kubeconfig"), &c.server.kubeconfig_as(name, &[])) }
+    }
+
+    fn kubectl(&self, c: &Cluster, args: &[&str]) -> Output {
+        c.kubectl_with(&self.kubeconfig, args)
+    }
+
+    fn apply(&self, c: &Cluster, manifest: &str) -> Output {
+        let path = self.kubeconfig.with_extension("manifest.yaml");
+        std::fs::write(&path, manifest).expect("write manifest");
+        self.kubectl(c, &["apply", "-f", path.to_str().unwrap()])
+    }
+
+    fn can(&self, c: &Cluster, verb: &str, resource: &str, ns: &str) -> bool {
+        self.kubectl(c, &["auth", "can-i", verb, resource, "-n", ns]).status.success()
+    }
+
+    /// Must be refused by authorization (RBAC or the escalation check).
+    fn forbidden(&self, c: &Cluster, what: &str, args: &[&str]) {
+        let out = self.kubectl(c, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("forbidden"), "{what}: not forbidden: {stderr}");
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Everything the operator could touch, outside team-a and its workspace namespaces: each
+/// object's identity and content (labels, annotations and the fields that grant or limit).
+fn outside(c: &Cluster) -> BTreeMap<String, String> {
+    let kinds = "namespaces,rolebindings,roles,resourcequotas,limitranges,networkpolicies,serviceaccounts,configmaps,clusterroles,clusterrolebindings,workspaceclasses,workspaces";
+    let list: Value = serde_json::from_str(&c.ok(&["get", kinds, "-A", "-o", "json"])).expect("JSON");
+    let mine = |ns: &str, obj: &Value| {
+        let ann = &obj["metadata"]["annotations"]["workspaces.dev/workspace"];
+        ns == ORG || ann.as_str().is_some_and(|w| w.starts_with("team-a/"))
+    };
+    let namespaces: BTreeSet<String> = (list["items"].as_array().into_iter().flatten())
+        .filter(|o| o["kind"] == "Namespace" && mine(o["metadata"]["name"].as_str().unwrap_or_default(), o))
+        .map(|o| o["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut out = BTreeMap::new();
+    for o in list["items"].as_array().into_iter().flatten() {
+        let m = &o["metadata"];
+        let ns = m["namespace"].as_str().unwrap_or_default();
+        let name = m["name"].as_str().unwrap_or_default();
+        if namespaces.contains(ns) || (o["kind"] == "Namespace" && namespaces.contains(name)) {
+            continue;
+        }
+        let mut annotations = m["annotations"].clone();
+        if let Some(a) = annotations.as_object_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        let content = [&m["labels"], &annotations, &o["spec"], &o["subjects"], &o["roleRef"], &o["rules"], &o["data"]];
+        out.insert(format!("{} {ns}/{name}", o["kind"].as_str().unwrap_or_default()), format!("{content:?}"));
+    }
+    out
+}
+
+fn manifest(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: workspaces.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: {name}, namespace: {ORG}}}\nspec:\n  owner: tina\n{spec}"
+    )
+}
+
+#[test]
+fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
+    let (c, _op) = crate::common::with_operator();
+    platform(&c);
+    let tina = User::new(&c, "tina");
+    let theirs = target_ns(&c, "team-b", "data");
+    let before = outside(&c);
+
+    // Refused at admission, naming the field.
+    #[rustfmt::skip]
+    let refused: [(&str, &str, &str); 7] = [
+        ("a system owner", "  owner: system:admin\n", "spec.owner"),
+        ("a system admin", "  admins: [\"system:serviceaccount:workspace-system:workspace-operator\"]\n", "spec.admins"),
+        ("a grant to system:masters", "  authType: Internal\n  grants: [{kind: Group, name: \"system:masters\", role: view}]\n", "spec.grants[0]"),
+        ("a grant to every signed-in user", "  authType: Internal\n  grants: [{kind: Group, name: \"system:authenticated\", role: view}]\n", "spec.grants[0]"),
+        ("a grant to a system user", "  authType: Internal\n  grants: [{kind: User, name: \"system:kube-scheduler\", role: edit}]\n", "spec.grants[0]"),
+        ("a ServiceAccount written as a path", "  authType: Internal\n  grants: [{kind: ServiceAccount, name: kube-system/default, role: view}]\n", "spec.grants[0]"),
+        ("an unknown role", "  authType: Internal\n  grants: [{kind: User, name: u, role: cluster-admin}]\n", "spec.grants[0].role"),
+    ];
+    for (i, (what, spec, field)) in refused.iter().enumerate() {
+        // The spec's owner line is replaced where the attempt sets its own.
+        let text = manifest(&format!("refused-{i}"), spec).replace("  owner: tina\n  owner:", "  owner:");
+        let out = tina.apply(&c, &text);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(stderr(&out).contains(field), "{what}: the message names {field}: {}", stderr(&out));
+    }
+
+    // Accepted, then Failed with a reason and a message that says what to do.
+    let their_future = derived_namespace("team-b", "future");
+    let lookalike = derived_namespace("team-a-x", "ml");
+    #[rustfmt::skip]
+    let failed: Vec<(&str, String, &str)> = vec![
+        ("enrolling kube-system", "  management: Enrolled\n  namespace: kube-system\n".into(), "PolicyViolation"),
+        ("enrolling the operator's namespace", "  management: Enrolled\n  namespace: workspace-system\n".into(), "PolicyViolation"),
+        ("enrolling default", "  management: Enrolled\n  namespace: default\n".into(), "PolicyViolation"),
+        ("enrolling a namespace that consents to another team", "  management: Enrolled\n  namespace: legacy-b\n".into(), "NamespaceConflict"),
+        ("enrolling a namespace that never consented", "  management: Enrolled\n  namespace: monitoring\n".into(), "NamespaceConflict"),
+        ("enrolling another organization", "  management: Enrolled\n  namespace: team-b\n".into(), "NamespaceConflict"),
+        ("enrolling another team's workspace", format!("  management: Enrolled\n  namespace: {theirs}\n"), "NamespaceConflict"),
+        ("a namespace outside the prefix", "  namespace: cert-manager\n".into(), "PolicyViolation"),
+        ("another team's future namespace", format!("  namespace: {their_future}\n"), "PolicyViolation"),
+        ("a derived name of a look-alike organization", format!("  namespace: {lookalike}\n"), "PolicyViolation"),
+        ("an existing namespace in the prefix", "  namespace: team-a-shared\n".into(), "NamespaceConflict"),
+        ("another namespace's ServiceAccount", "  authType: Internal\n  grants: [{kind: ServiceAccount, name: \"kube-system:default\", role: view}]\n".into(), "PolicyViolation"),
+        ("a role beyond the class", "  authType: Internal\n  grants: [{kind: User, name: carol, role: admin}]\n".into(), "PolicyViolation"),
+        ("limits beyond the class", "  resourceLimits: {cpu: 64}\n".into(), "PolicyViolation"),
+        ("Public without a public group", "  authType: Public\n".into(), "PolicyViolation"),
+        ("a class not offered to team-a", "  className: platform-only\n  authType: Public\n".into(), "PolicyViolation"),
+        ("a class that does not exist", "  className: gold\n".into(), "ClassNotFound"),
+    ];
+    for (i, (what, spec, _)) in failed.iter().enumerate() {
+        let out = tina.apply(&c, &manifest(&format!("try-{i:02}"), spec));
+        assert!(out.status.success(), "{what}: refused at admission: {}", stderr(&out));
+    }
+    for (i, (what, _, reason)) in failed.iter().enumerate() {
+        let name = format!("try-{i:02}");
+        wait_status(&c, ORG, &name, "Failed");
+        let get = |path: &str| c.jsonpath(&["get", "ws", &name, "-n", ORG], path);
+        assert_eq!(get("{.status.stateReason}"), *reason, "{what}: {}", get("{.status.message}"));
+        assert!(!get("{.status.message}").is_empty(), "{what}: a message says why");
+    }
+    let events = c.ok(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        ORG,
+        "-o",
+        "jsonpath={range .items[*]}{.regarding.name}={.reason} {end}",
+    ]);
+    for (i, (what, _, reason)) in failed.iter().enumerate() {
+        assert!(events.contains(&format!("try-{i:02}={reason}")), "{what}: an Event says so: {events}");
+    }
+    assert!(!c.kubectl(&["get", "namespace", "cert-manager"]).status.success(), "nothing created outside the prefix");
+
+    // A workspace of her own: tina owns it, victor may view it.
+    let mine = manifest(
+        "mine",
+        "  authType: Internal\n  grants: [{kind: User, name: victor, role: view}]\n  resourceLimits: {pods: 5}\n",
+    );
+    assert!(tina.apply(&c, &mine).status.success());
+    wait_status(&c, ORG, "mine", "Available");
+    let ns = target_ns(&c, ORG, "mine");
+
+    // The children the operator wrote: edited or deleted by the owner, restored by the operator.
+    let add_mallory = r#"[{"op": "add", "path": "/subjects/-", "value": {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}}]"#;
+    let out =
+        tina.kubectl(&c, &["patch", "rolebinding", "workspace-admins", "-n", &ns, "--type=json", "-p", add_mallory]);
+    assert!(out.status.success(), "an admin may edit RoleBindings: {}", stderr(&out));
+    let admins = || c.jsonpath(&["get", "rolebinding", "workspace-admins", "-n", &ns], "{.subjects[*].name}");
+    c.eventually("the admins restored", std::time::Duration::from_secs(20), || (admins() == "tina").then_some(()));
+    let hide = ["label", "rolebinding", "workspace-admins", "-n", &ns, "app.kubernetes.io/managed-by-"];
+    assert!(tina.kubectl(&c, &hide).status.success());
+    assert!(
+        tina.kubectl(&c, &["patch", "rolebinding", "workspace-admins", "-n", &ns, "--type=json", "-p", add_mallory])
+            .status
+            .success()
+    );
+    c.eventually("a hidden binding restored", std::time::Duration::from_secs(20), || {
+        (admins() == "tina").then_some(())
+    });
+    assert!(tina.kubectl(&c, &["delete", "networkpolicy", "workspace-isolation", "-n", &ns]).status.success());
+    c.eventually("the isolation restored", std::time::Duration::from_secs(20), || {
+        c.kubectl(&["get", "networkpolicy", "workspace-isolation", "-n", &ns]).status.success().then_some(())
+    });
+    // What the operator wrote and an admin may not change.
+    tina.forbidden(&c, "deleting the quota", &["delete", "quota", "workspace-quota", "-n", &ns]);
+    tina.forbidden(
+        &c,
+        "loosening Pod Security",
+        &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=privileged", "--overwrite"],
+    );
+    tina.forbidden(&c, "deleting the namespace", &["delete", "namespace", &ns]);
+    tina.forbidden(
+        &c,
+        "binding cluster-admin",
+        &["create", "rolebinding", "pwn", "--clusterrole=cluster-admin", "--user=tina", "-n", &ns],
+    );
+    // What would let her past the boundary.
+    tina.forbidden(
+        &c,
+        "consenting for another namespace",
+        &["label", "namespace", "legacy-b", "workspaces.dev/enroll-from=team-a", "--overwrite"],
+    );
+    let other_team = manifest("sneaky", "").replace("namespace: team-a", "namespace: team-b");
+    let out = tina.apply(&c, &other_team);
+    assert!(!out.status.success() && stderr(&out).contains("forbidden"), "a Workspace in team-b: {}", stderr(&out));
+    tina.forbidden(
+        &c,
+        "editing the class",
+        &[
+            "patch",
+            "workspaceclass",
+            DEFAULT_CLASS,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"access":{"publicGroup":"system:authenticated"}}}"#,
+        ],
+    );
+    let class = "apiVersion: workspaces.dev/v1alpha1\nkind: WorkspaceClass\nmetadata: {name: mine}\nspec: {}\n";
+    let out = tina.apply(&c, class);
+    assert!(!out.status.success() && stderr(&out).contains("forbidden"), "creating a class: {}", stderr(&out));
+
+    // Switching her workspace to a class not offered to her: Failed, and the grant withdrawn.
+    assert_eq!(crate::common::bindings(&c, &ns).len(), 2, "admins and the grant");
+    let switch = r#"{"spec": {"className": "platform-only"}}"#;
+    assert!(tina.kubectl(&c, &["patch", "ws", "mine", "-n", ORG, "--type=merge", "-p", switch]).status.success());
+    wait_status(&c, ORG, "mine", "Failed");
+    assert_eq!(c.jsonpath(&["get", "ws", "mine", "-n", ORG], "{.status.stateReason}"), "PolicyViolation");
+    c.eventually("the grant withdrawn", std::time::Duration::from_secs(20), || {
+        (crate::common::bindings(&c, &ns) == ["rolebinding.rbac.authorization.k8s.io/workspace-admins"]).then_some(())
+    });
+    let back = r#"{"spec": {"className": null}}"#;
+    assert!(tina.kubectl(&c, &["patch", "ws", "mine", "-n", ORG, "--type=merge", "-p", back]).status.success());
+    wait_status(&c, ORG, "mine", "Available");
+
+    // With everything tried: access only inside her own workspace namespaces.
+    let all = c.ok(&["get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let own: BTreeSet<String> = c
+        .ok(&["get", "ws", "-n", ORG, "-o", "jsonpath={.items[*].status.namespace}"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    for other in all.split_whitespace().filter(|n| !own.contains(*n) && *n != ORG) {
+        for (verb, resource) in
+            [("create", "pods"), ("get", "secrets"), ("create", "rolebindings"), ("get", "configmaps")]
+        {
+            assert!(!tina.can(&c, verb, resource, other), "tina may {verb} {resource} in {other}");
+        }
+    }
+    for (verb, resource) in [("create", "pods"), ("get", "secrets")] {
+        assert!(!tina.can(&c, verb, resource, ORG), "tina may {verb} {resource} in her organization's namespace");
+    }
+    // And nothing outside them changed.
+    let after = outside(&c);
+    let changed: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "changed outside team-a's workspaces: {changed:?}");
+}
+
+#[test]
+fn owners_run_workloads_viewers_only_read_and_deactivation_takes_access_away() {
+    let (c, _op) = crate::common::with_operator();
+    c.ok(&["create", "namespace", ORG]);
+    let spec =
+        "  authType: Internal\n  grants: [{kind: User, name: victor, role: view}]\n  resourceLimits: {pods: 5}\n";
+    c.apply(&manifest("lab", spec));
+    wait_status(&c, ORG, "lab", "Available");
+    let ns = target_ns(&c, ORG, "lab");
+    let (tina, victor) = (User::new(&c, "tina"), User::new(&c, "victor"));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: job, namespace: {ns}}}\nspec: {{containers: [{{name: main, image: busybox}}]}}\n"
+    );
+    let out = tina.apply(&c, &pod);
+    assert!(out.status.success(), "the owner runs a workload: {}", stderr(&out));
+    assert!(victor.kubectl(&c, &["get", "pod", "job", "-n", &ns]).status.success(), "a viewer reads");
+    victor.forbidden(&c, "a viewer starting a pod", &["run", "x", "--image=busybox", "-n", &ns]);
+    victor.forbidden(&c, "a viewer reading secrets", &["get", "secrets", "-n", &ns]);
+    assert!(tina.can(&c, "create", "deployments.apps", &ns));
+
+    let off = r#"{"spec": {"desiredState": "Deactivated"}}"#;
+    c.ok(&["patch", "ws", "lab", "-n", ORG, "--type=merge", "-p", off]);
+    wait_status(&c, ORG, "lab", "Deactivated");
+    assert!(!tina.can(&c, "create", "pods", &ns), "the owner's access is gone");
+    assert!(!victor.can(&c, "get", "pods", &ns), "the viewer's access is gone");
+    assert!(c.kubectl(&["get", "pod", "job", "-n", &ns]).status.success(), "the workload's data is kept");
+}
