@@ -555,6 +555,10 @@ impl Default for EnrollmentPolicy {
     }
 }
 
+fn admin_role() -> GrantRole {
+    GrantRole::Admin
+}
+
 fn all_roles() -> Vec<GrantRole> {
     vec![GrantRole::View, GrantRole::Edit, GrantRole::Admin]
 }
@@ -569,6 +573,10 @@ pub struct AccessPolicy {
     /// The roles grants may give. Default view, edit and admin.
     #[serde(default = "all_roles")]
     pub allowed_roles: Vec<GrantRole>,
+    /// The role the owner and admins get in the workspace namespace. Default `admin`, which
+    /// lets them manage RoleBindings there too; `edit` keeps access in the operator's hands.
+    #[serde(default = "admin_role")]
+    pub owner_role: GrantRole,
     /// Whether a grant may name a ServiceAccount outside the workspace's namespace and its
     /// organization's. Default false.
     #[serde(default)]
@@ -577,7 +585,12 @@ pub struct AccessPolicy {
 
 impl Default for AccessPolicy {
     fn default() -> Self {
-        AccessPolicy { public_group: None, allowed_roles: all_roles(), service_accounts_outside: false }
+        AccessPolicy {
+            public_group: None,
+            allowed_roles: all_roles(),
+            owner_role: admin_role(),
+            service_accounts_outside: false,
+        }
     }
 }
 

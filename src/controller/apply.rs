@@ -166,6 +166,27 @@ pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[
     Ok(settling)
 }
 
+/// The first of `want` that exists under its name but is not this Workspace's (`key` in its
+/// workspace annotation) — a platform's own quota in a namespace being enrolled, say. Read
+/// rather than cached: the caches hold only objects labelled as the operator's.
+pub async fn foreign<K: Child>(
+    ctx: &Context,
+    namespace: &str,
+    want: &[K],
+    key: &str,
+) -> Result<Option<ChildRef>, ApplyError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    for w in want {
+        let child = child_ref::<K>(namespace, &w.name_any());
+        let found =
+            api.get_opt(&child.name).await.map_err(|source| ApplyError::Read { child: child.clone(), source })?;
+        if found.is_some_and(|f| f.annotations().get(labels::WORKSPACE_ANNOTATION).map(String::as_str) != Some(key)) {
+            return Ok(Some(child));
+        }
+    }
+    Ok(None)
+}
+
 /// Delete, taking "already gone" for success.
 async fn delete_child<K: Child>(api: &Api<K>, child: ChildRef) -> Result<(), ApplyError> {
     match api.delete(&child.name, &DeleteParams::default()).await {

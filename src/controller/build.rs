@@ -147,10 +147,13 @@ fn stricter<'a>(a: Option<&'a str>, b: &'a str) -> &'a str {
 /// annotation added or changed is recorded with its earlier value, so that [`release_patch`]
 /// gives back exactly what was found.
 pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json::Value> {
-    let enrolled = have.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGEMENT)).map(String::as_str)
-        != Some(Management::Managed.as_str())
-        && want.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGEMENT)).map(String::as_str)
-            == Some(Management::Enrolled.as_str());
+    // A namespace keeps the management it was created or enrolled with once it is recorded as
+    // a Workspace's (its uid annotation, which only the operator and the platform can write);
+    // until then a `management` label found on it means nothing.
+    let owned = have.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(labels::UID_ANNOTATION));
+    let label = |ns: &Namespace| ns.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGEMENT)).cloned();
+    let management = if owned { label(have).or(label(want)) } else { label(want) };
+    let enrolled = management.as_deref() == Some(Management::Enrolled.as_str());
     let mut before = Before::of(have);
     let recorded = before.clone();
     let empty = BTreeMap::new();
@@ -159,8 +162,7 @@ pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json:
                    before: &mut BTreeMap<String, Option<String>>| {
         let mut out = serde_json::Map::new();
         for (k, v) in want {
-            // A namespace keeps the management it was created or enrolled with.
-            if k == labels::MANAGEMENT && have.contains_key(k) {
+            if k == labels::MANAGEMENT && owned && have.contains_key(k) {
                 continue;
             }
             let original = before.get(k).cloned().unwrap_or_else(|| have.get(k).cloned());
@@ -235,7 +237,8 @@ pub fn role_bindings(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Ve
             admins.push(user(a));
         }
     }
-    let mut out = vec![binding(labels::ADMINS_BINDING, "admin", admins)];
+    let owner_role = class.spec.access.owner_role.cluster_role();
+    let mut out = vec![binding(labels::ADMINS_BINDING, owner_role, admins)];
     match ws.spec.auth_type {
         AuthType::Public => {
             // The policy refused a Public workspace whose class names no group.
@@ -596,6 +599,29 @@ mod tests {
         let again = namespace_patch(&enrolled, &namespace(&w, &loose, "legacy"));
         let relaxed = again.map(|p| patched(&enrolled, &p)).unwrap_or(enrolled);
         assert_eq!(relaxed.metadata.labels.as_ref().unwrap()[ENFORCE], "baseline", "back to what it had, no looser");
+    }
+
+    #[test]
+    fn the_class_decides_the_role_of_owner_and_admins() {
+        let w = ws("a").admins(&["bob"]).build();
+        assert_eq!(role_bindings(&w, &open(), T)[0].role_ref.name, "admin", "the default");
+        let mut c = open();
+        c.spec.access.owner_role = GrantRole::Edit;
+        assert_eq!(role_bindings(&w, &c, T)[0].role_ref.name, "edit");
+    }
+
+    #[test]
+    fn a_management_label_on_a_namespace_not_yet_recorded_means_nothing() {
+        let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let found = namespace_with(&[(policy::ENROLL_FROM, "acme"), (labels::MANAGEMENT, "Managed")], &[]);
+        let enrolled = patched(&found, &namespace_patch(&found, &namespace(&w, &open(), "legacy")).unwrap());
+        assert_eq!(enrolled.metadata.labels.as_ref().unwrap()[labels::MANAGEMENT], "Enrolled");
+        let released = patched(&enrolled, &release_patch(&enrolled));
+        assert_eq!(released.metadata.labels.unwrap().get(labels::MANAGEMENT), None);
+        // Once recorded, the namespace keeps the management it was created with.
+        let kept = namespace_with(&[(labels::MANAGEMENT, "Managed")], &[(labels::UID_ANNOTATION, "u-0")]);
+        let patch = namespace_patch(&kept, &namespace(&w, &open(), "legacy")).unwrap();
+        assert!(patch["metadata"]["labels"].get(labels::MANAGEMENT).is_none(), "{patch}");
     }
 
     #[test]

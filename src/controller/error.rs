@@ -30,6 +30,8 @@ pub enum ApplyError {
     Write { child: ChildRef, source: kube::Error },
     #[error("deleting {child}: {}", brief(.source))]
     Delete { child: ChildRef, source: kube::Error },
+    #[error("reading {child}: {}", brief(.source))]
+    Read { child: ChildRef, source: kube::Error },
 }
 
 /// Writing the Workspace itself.
@@ -59,6 +61,7 @@ impl Error {
             Error::Apply(ApplyError::Create { .. }) => "CreateFailed",
             Error::Apply(ApplyError::Write { .. }) => "WriteFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
+            Error::Apply(ApplyError::Read { .. }) => "ReadFailed",
             Error::Report(ReportError::Metadata(_)) => "MetadataUpdateFailed",
             Error::Report(ReportError::Status(_)) => "StatusUpdateFailed",
             Error::Report(ReportError::Finalizer(_)) => "FinalizerFailed",

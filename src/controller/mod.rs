@@ -367,9 +367,24 @@ async fn provision(
         Some(ns) => *ns,
         None => apply::create_namespace(ctx, &want_ns).await?,
     };
+    let goal = Goal::from(ws.spec.desired_state);
+    let children = build::children(ws, &class, target, goal);
     // A namespace that answered a create with 409 is looked at only now.
-    if let Ownership::Foreign(why) = plan::ownership(ws, &ns) {
-        return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
+    match plan::ownership(ws, &ns) {
+        Ownership::Foreign(why) => {
+            return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
+        }
+        // Taken over, nothing of it may be seized: an object under a child's name that is not
+        // the Workspace's stops the adoption.
+        Ownership::Adoptable => {
+            if let Some(child) = foreign_child(ctx, target, &children, &labels::workspace_key(ws)).await? {
+                let why = format!(
+                    "{child} exists and is not this Workspace's: the operator would overwrite it; rename or remove it, or enroll another namespace"
+                );
+                return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
+            }
+        }
+        Ownership::Ours => {}
     }
     let ns = apply::label_namespace(ctx, ns, &want_ns).await?;
     if ns.metadata.deletion_timestamp.is_some() {
@@ -383,8 +398,7 @@ async fn provision(
         let msg = format!("deleting namespace {target}");
         return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
     }
-    let goal = Goal::from(ws.spec.desired_state);
-    let settling = sync_children(ctx, obs, build::children(ws, &class, target, goal)).await?;
+    let settling = sync_children(ctx, obs, children).await?;
     let outcome = match goal {
         Goal::Available => {
             Outcome::new(State::Available, StateReason::Provisioned, format!("namespace {target} is ready"))
@@ -401,6 +415,21 @@ async fn provision(
         ),
     };
     Ok((outcome, settling))
+}
+
+/// The first child the Workspace would write over someone else's object of the same name.
+async fn foreign_child(ctx: &Context, target: &str, children: &Children, key: &str) -> Result<Option<apply::ChildRef>> {
+    let Children { bindings, quota, limit_range, network_policy } = children;
+    if let Some(c) = apply::foreign(ctx, target, bindings, key).await? {
+        return Ok(Some(c));
+    }
+    if let Some(c) = apply::foreign(ctx, target, quota.as_slice(), key).await? {
+        return Ok(Some(c));
+    }
+    if let Some(c) = apply::foreign(ctx, target, limit_range.as_slice(), key).await? {
+        return Ok(Some(c));
+    }
+    Ok(apply::foreign(ctx, target, network_policy.as_slice(), key).await?)
 }
 
 /// Owners and admins keep their access; the public and grant bindings go (see

@@ -3,7 +3,7 @@
 //! caches cannot know about (they hold only namespaces labelled as the operator's): the target,
 //! and the organization's own when its class offers itself to some organizations only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use crate::controller::Context;
 use crate::controller::error::ObserveError;
 use crate::controller::plan;
-use crate::crd::{Workspace, WorkspaceClass};
+use crate::crd::{Management, Workspace, WorkspaceClass};
 use crate::labels;
 
 #[derive(Clone, Debug, Default)]
@@ -29,6 +29,9 @@ pub struct Observation {
     /// The labels of the Workspace's own namespace, read only when its class selects
     /// organizations.
     pub organization_labels: Option<BTreeMap<String, String>>,
+    /// The namespaces that hold Workspaces (organizations), gathered only for a Managed
+    /// Workspace that names its namespace.
+    pub organizations: Vec<String>,
     /// An older default Workspace of the same namespace, when this one is a default too.
     pub older_default: Option<String>,
     /// The workspace's RoleBindings in the target namespace, as cached.
@@ -75,7 +78,16 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         Some(org) if selects && !teardown => get_namespace(ctx, &org).await?.map(|ns| ns.labels().clone()),
         _ => None,
     };
-    let mut obs = Observation { target, class, organization_labels, older_default, ..Default::default() };
+    let organizations = match (&ws.spec.namespace, ws.spec.management) {
+        (Some(_), Management::Managed) if !teardown => {
+            let all = ctx.workspaces.state();
+            let names: BTreeSet<String> = all.iter().filter_map(|w| w.namespace()).collect();
+            names.into_iter().collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut obs =
+        Observation { target, class, organization_labels, organizations, older_default, ..Default::default() };
     let blocked = plan::precheck(ws, &obs, &ctx.settings).is_some();
     let target = obs.target.clone();
     let skip_lookup = !teardown && (blocked || plan::creates_blindly(ws));

@@ -40,6 +40,7 @@ pub fn precheck(ws: &Workspace, obs: &Observation, settings: &Settings) -> Optio
         target: &obs.target,
         protected: settings.operator_namespace.as_deref(),
         organization_labels: obs.organization_labels.as_ref(),
+        organizations: &obs.organizations,
     };
     if let Some(why) = policy::violation(ws, class, site) {
         return Some(Outcome::new(State::Failed, StateReason::PolicyViolation, why));

@@ -27,6 +27,8 @@ pub struct Site<'a> {
     /// The labels of its organization's namespace; read only when the class selects
     /// organizations (None: not read, or the namespace is gone).
     pub organization_labels: Option<&'a BTreeMap<String, String>>,
+    /// The other organizations (namespaces that hold Workspaces), for an explicit namespace.
+    pub organizations: &'a [String],
 }
 
 /// Why `ws` may not be carried out under `class`, if it may not. Its organization is the
@@ -36,7 +38,7 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
     let organization = ws.namespace().unwrap_or_default();
     let spec = &ws.spec;
     let policy = &class.spec;
-    let Site { target, protected, organization_labels } = site;
+    let Site { target, protected, organization_labels, organizations } = site;
     if let Some(selector) = &policy.organizations {
         let offered = Selector::try_from(selector.clone())
             .is_ok_and(|s| organization_labels.is_some_and(|labels| s.matches(labels)));
@@ -59,6 +61,16 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
         if spec.management == Management::Managed && labels::looks_derived(ns) && *ns != own_derived {
             return Some(format!(
                 "namespace {ns} ends as derived names do (a hash): those are reserved for their Workspaces; choose another name, or leave spec.namespace out"
+            ));
+        }
+        // Prefixes nest (team-, team-a-): a name within a more specific organization's prefix,
+        // or that organization's own name, is that organization's.
+        let nearer = organizations.iter().filter(|o| **o != organization && o.starts_with(&format!("{organization}-")));
+        if let Some(other) = nearer.into_iter().find(|o| ns == *o || ns.starts_with(&format!("{o}-")))
+            && spec.management == Management::Managed
+        {
+            return Some(format!(
+                "namespace {ns} is within organization {other}'s prefix ({other}-): name it {organization}-<something> outside it, or leave spec.namespace out"
             ));
         }
         if spec.management == Management::Managed && !ns.starts_with(&format!("{organization}-")) {
@@ -100,42 +112,71 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
     let asked = limits(ws, class)?;
     let allowed: Vec<(&str, String)> = max.quantities();
     for (limit, value) in asked.quantities() {
-        if let Some((_, most)) = allowed.iter().find(|(l, _)| *l == limit)
-            && amount(&value).zip(amount(most)).is_some_and(|(v, m)| v > m)
-        {
-            return Some(format!("resourceLimits.{limit} {value} is more than WorkspaceClass {name} allows ({most})"));
+        let Some((_, most)) = allowed.iter().find(|(l, _)| *l == limit) else { continue };
+        match (amount(&value), amount(most)) {
+            (Some(v), Some(m)) if v <= m => {}
+            (Some(_), Some(_)) => {
+                return Some(format!(
+                    "resourceLimits.{limit} {value} is more than WorkspaceClass {name} allows ({most})"
+                ));
+            }
+            _ => {
+                return Some(format!(
+                    "resourceLimits.{limit} {value} cannot be compared with the most WorkspaceClass {name} allows ({most}): write it as a number with a suffix such as m, Ki, Mi or Gi"
+                ));
+            }
         }
     }
     None
 }
 
-/// The limits that apply: the Workspace's own, or the class's defaults when it sets none.
+/// The limits that apply, limit by limit: the Workspace's own; else the class's default; else
+/// the class's maximum, so that a limit the class caps is always bounded, even for a Workspace
+/// that leaves it out.
 pub fn limits(ws: &Workspace, class: &WorkspaceClass) -> Option<ResourceLimits> {
-    ws.spec.resource_limits.clone().or_else(|| class.spec.resources.default_limits.clone())
+    let own = ws.spec.resource_limits.clone().unwrap_or_default();
+    let resources = &class.spec.resources;
+    let default = resources.default_limits.clone().unwrap_or_default();
+    let max = resources.max_limits.clone().unwrap_or_default();
+    let merged = ResourceLimits {
+        cpu: own.cpu.or(default.cpu).or(max.cpu),
+        memory: own.memory.or(default.memory).or(max.memory),
+        pods: own.pods.or(default.pods).or(max.pods),
+        storage: own.storage.or(default.storage).or(max.storage),
+        gpu: own.gpu.or(default.gpu).or(max.gpu),
+    };
+    (merged != ResourceLimits::default()).then_some(merged)
 }
 
-/// A quantity as a number of base units, near enough to compare two (`500m`, `2`, `128Gi`).
+/// A quantity as a number of base units, near enough to compare two (`500m`, `2`, `128Gi`,
+/// `1e3`, `64000000u`). None for anything that is not a Kubernetes quantity, which the caller
+/// treats as a breach rather than a pass.
 fn amount(q: &str) -> Option<f64> {
-    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
     let (number, suffix) = q.split_at(split);
-    let unit = |power: i32, base: f64| base.powi(power);
+    let binary = |power: i32| 1024f64.powi(power);
     let factor = match suffix {
-        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
+        "" => 1.0,
         "k" => 1e3,
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
         "P" => 1e15,
         "E" => 1e18,
-        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
-            let power = "KMGTPE".find(&suffix[..1])? as i32 + 1;
-            unit(power, 1024.0)
-        }
-        e if e.starts_with(['e', 'E']) => unit(e[1..].parse().ok()?, 10.0),
+        "Ki" => binary(1),
+        "Mi" => binary(2),
+        "Gi" => binary(3),
+        "Ti" => binary(4),
+        "Pi" => binary(5),
+        "Ei" => binary(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
         _ => return None,
     };
-    Some(number.parse::<f64>().ok()? * factor)
+    let value = number.parse::<f64>().ok()? * factor;
+    (value.is_finite() && value >= 0.0).then_some(value)
 }
 
 /// A limit as text, whichever way it was written.
@@ -202,6 +243,12 @@ mod tests {
             ("cpu beyond", acme("a").limit("cpu", "16").build(), &strict, Some("resourceLimits.cpu 16 is more than")),
             ("memory beyond", acme("a").limit("memory", "64Gi").build(), &strict, Some("resourceLimits.memory 64Gi")),
             ("millicores within", acme("a").limit("cpu", "7500m").build(), &strict, None),
+            ("micro-cores beyond", acme("a").limit("cpu", "64000000u").build(), &strict, Some("resourceLimits.cpu 64000000u is more than")),
+            ("nano-cores within", acme("a").limit("cpu", "500000000n").build(), &strict, None),
+            ("an exponent beyond", acme("a").limit("cpu", "1e3").build(), &strict, Some("is more than")),
+            ("a fraction of a unit within", acme("a").limit("memory", "0.5Ki").build(), &strict, None),
+            ("exa beyond", acme("a").limit("memory", "1E").build(), &strict, Some("is more than")),
+            ("not a quantity", acme("a").limit("cpu", "8x").build(), &strict, Some("cannot be compared")),
         ];
         for (case, w, c, want) in table {
             let got = violation(&w, c, site());
@@ -217,7 +264,7 @@ mod tests {
     type Labels = BTreeMap<String, String>;
 
     fn site() -> Site<'static> {
-        Site { target: TARGET, protected: Some("workspace-system"), organization_labels: None }
+        Site { target: TARGET, protected: Some("workspace-system"), organization_labels: None, organizations: &[] }
     }
 
     #[test]
@@ -245,13 +292,43 @@ mod tests {
     }
 
     #[test]
-    fn a_workspace_without_limits_gets_the_class_defaults() {
+    fn each_limit_left_out_takes_the_class_default_else_its_maximum() {
+        let int = |i| Some(IntOrString::Int(i));
         let c = class(|s| {
-            s.resources.default_limits =
-                Some(ResourceLimits { pods: Some(IntOrString::Int(10)), ..Default::default() });
+            s.resources.default_limits = Some(ResourceLimits { pods: int(10), ..Default::default() });
+            s.resources.max_limits = Some(ResourceLimits { cpu: int(8), pods: int(50), ..Default::default() });
         });
-        assert_eq!(limits(&ws("a").build(), &c).and_then(|l| l.pods), Some(IntOrString::Int(10)));
-        let own = ws("a").limit("pods", "3").build();
-        assert_eq!(limits(&own, &c).and_then(|l| l.pods), Some(IntOrString::String("3".into())));
+        let own = |w: crate::fixtures::WorkspaceFixture| limits(&w.build(), &c).unwrap_or_default();
+        let none = own(ws("a"));
+        assert_eq!((none.pods, none.cpu.clone()), (int(10), int(8)), "the default, and the cap");
+        let some = own(ws("a").limit("pods", "3"));
+        assert_eq!((some.pods, some.cpu), (Some(IntOrString::String("3".into())), int(8)), "one set, the rest filled");
+        assert_eq!(none.memory, None, "neither a default nor a cap: unlimited");
+        assert_eq!(limits(&ws("a").build(), &class(|_| {})), None, "nothing to limit");
+    }
+
+    #[test]
+    fn a_name_within_a_more_specific_organization_is_refused() {
+        let open = class(|_| {});
+        let orgs = ["team".to_string(), "team-a".to_string(), "other".to_string()];
+        let at = |org: &str, ns: &str| {
+            let w = ws("w").in_ns(org).namespace(ns).build();
+            violation(&w, &open, Site { organizations: &orgs, ..site() })
+        };
+        #[rustfmt::skip]
+        let table = [
+            ("team", "team-a", Some("within organization team-a's prefix")),
+            ("team", "team-a-data", Some("within organization team-a's prefix")),
+            ("team", "team-ab", None),
+            ("team", "team-data", None),
+            ("team-a", "team-a-data", None),
+        ];
+        for (org, ns, want) in table {
+            let got = at(org, ns);
+            match want {
+                None => assert_eq!(got, None, "{org} naming {ns}"),
+                Some(text) => assert!(got.as_deref().is_some_and(|g| g.contains(text)), "{org} naming {ns}: {got:?}"),
+            }
+        }
     }
 }

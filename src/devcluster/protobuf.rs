@@ -86,6 +86,21 @@ pub fn decode_object(body: &[u8], res: &Resource) -> Result<Value, ApiError> {
             }
             o
         }
+        // `kubectl create quota`: hard limits and scopes (a scope selector is not generated).
+        ("", "ResourceQuota") => {
+            let q = core::ResourceQuota::decode(raw.as_slice()).map_err(bad)?;
+            let spec = q.spec.unwrap_or_default();
+            let hard: Map<String, Value> =
+                spec.hard.into_iter().map(|(k, v)| (k, json!(v.string.unwrap_or_default()))).collect();
+            let mut o = json!({"metadata": object_meta(q.metadata), "spec": {}});
+            if !hard.is_empty() {
+                o["spec"]["hard"] = Value::Object(hard);
+            }
+            if !spec.scopes.is_empty() {
+                o["spec"]["scopes"] = json!(spec.scopes);
+            }
+            o
+        }
         ("rbac.authorization.k8s.io", "Role") => {
             let r = rbac::Role::decode(raw.as_slice()).map_err(bad)?;
             json!({"metadata": object_meta(r.metadata), "rules": rules(r.rules)})

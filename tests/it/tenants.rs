@@ -19,14 +19,16 @@ const ORG: &str = "team-a";
 /// The platform admin's side: organizations, namespaces that consent (or not), classes, and
 /// another team's workspace.
 fn platform(c: &Cluster) {
-    for ns in ["team-a", "team-b", "monitoring", "team-a-shared"] {
+    for ns in ["team-a", "team-b", "monitoring", "team-a-shared", "team-a-x"] {
         c.ok(&["create", "namespace", ns]);
     }
     c.ok(&["label", "namespace", "team-b", "tier=apps"]);
-    for (ns, org) in [("legacy-a", "team-a"), ("legacy-b", "team-b")] {
+    for (ns, org) in [("legacy-a", "team-a"), ("legacy-b", "team-b"), ("legacy-q", "team-a")] {
         c.ok(&["create", "namespace", ns]);
         c.ok(&["label", "namespace", ns, &format!("workspaces.dev/enroll-from={org}")]);
     }
+    // The platform's own quota, under the name a workspace's quota would have.
+    c.ok(&["create", "quota", "workspace-quota", "--hard=pods=100", "-n", "legacy-q"]);
     // The default class: grants of view and edit only, at most 8 cpus, no public group.
     let standard =
         r#"{"spec": {"access": {"allowedRoles": ["view", "edit"]}, "resources": {"maxLimits": {"cpu": "8"}}}}"#;
@@ -37,6 +39,9 @@ fn platform(c: &Cluster) {
     );
     c.apply(&crate::common::ws("data").in_ns("team-b").owner("bob").yaml());
     wait_status(c, "team-b", "data", "Available");
+    // An organization whose name begins with team-a's prefix.
+    c.apply(&crate::common::ws("tools").in_ns("team-a-x").owner("xavier").yaml());
+    wait_status(c, "team-a-x", "tools", "Available");
     // tina: Workspaces in team-a, nothing more.
     c.apply(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: workspaces, namespace: team-a}\nrules:\n- apiGroups: [workspaces.dev]\n  resources: [workspaces]\n  verbs: [get, list, watch, create, update, patch, delete]\n",
@@ -145,7 +150,7 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
 
     // Accepted, then Failed with a reason and a message that says what to do.
     let their_future = derived_namespace("team-b", "future");
-    let lookalike = derived_namespace("team-a-x", "ml");
+    let lookalike = derived_namespace("team-a-y", "ml");
     #[rustfmt::skip]
     let failed: Vec<(&str, String, &str)> = vec![
         ("enrolling kube-system", "  management: Enrolled\n  namespace: kube-system\n".into(), "PolicyViolation"),
@@ -159,6 +164,9 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
         ("another team's future namespace", format!("  namespace: {their_future}\n"), "PolicyViolation"),
         ("a derived name of a look-alike organization", format!("  namespace: {lookalike}\n"), "PolicyViolation"),
         ("an existing namespace in the prefix", "  namespace: team-a-shared\n".into(), "NamespaceConflict"),
+        ("a name in a more specific organization's prefix", "  namespace: team-a-x-data\n".into(), "PolicyViolation"),
+        ("enrolling over the platform's own quota", "  management: Enrolled\n  namespace: legacy-q\n  resourceLimits: {pods: 3}\n".into(), "NamespaceConflict"),
+        ("limits beyond the class, in micro-cores", "  resourceLimits: {cpu: 64000000u}\n".into(), "PolicyViolation"),
         ("another namespace's ServiceAccount", "  authType: Internal\n  grants: [{kind: ServiceAccount, name: \"kube-system:default\", role: view}]\n".into(), "PolicyViolation"),
         ("a role beyond the class", "  authType: Internal\n  grants: [{kind: User, name: carol, role: admin}]\n".into(), "PolicyViolation"),
         ("limits beyond the class", "  resourceLimits: {cpu: 64}\n".into(), "PolicyViolation"),
@@ -189,6 +197,8 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
         assert!(events.contains(&format!("try-{i:02}={reason}")), "{what}: an Event says so: {events}");
     }
     assert!(!c.kubectl(&["get", "namespace", "cert-manager"]).status.success(), "nothing created outside the prefix");
+    let platform_quota = c.jsonpath(&["get", "quota", "workspace-quota", "-n", "legacy-q"], "{.spec.hard.pods}");
+    assert_eq!(platform_quota, "100", "the platform's quota is not seized");
 
     // A workspace of her own: tina owns it, victor may view it.
     let mine = manifest(
@@ -198,6 +208,8 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
     assert!(tina.apply(&c, &mine).status.success());
     wait_status(&c, ORG, "mine", "Available");
     let ns = target_ns(&c, ORG, "mine");
+    let cap = c.jsonpath(&["get", "quota", "workspace-quota", "-n", &ns], "{.spec.hard.limits\\.cpu}");
+    assert_eq!(cap, "8", "a limit the class caps is bounded even when the Workspace leaves it out");
 
     // The children the operator wrote: edited or deleted by the owner, restored by the operator.
     let add_mallory = r#"[{"op": "add", "path": "/subjects/-", "value": {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}}]"#;

@@ -259,6 +259,9 @@ fn imperative_creates_send_protobuf() {
     c.ok(&["create", "secret", "generic", "s1", "-n", "pb", "--from-literal=password=hunter2"]);
     c.ok(&["create", "configmap", "c1", "-n", "pb", "--from-literal=k=v"]);
     c.ok(&["create", "serviceaccount", "sa1", "-n", "pb"]);
+    c.ok(&["create", "quota", "q1", "-n", "pb", "--hard=pods=10,limits.cpu=2", "--scopes=NotTerminating"]);
+    assert_eq!(c.jsonpath(&["get", "quota", "q1", "-n", "pb"], "{.spec.hard.pods}/{.spec.hard.limits\\.cpu}"), "10/2");
+    assert_eq!(c.jsonpath(&["get", "quota", "q1", "-n", "pb"], "{.spec.scopes}"), "[\"NotTerminating\"]");
     assert_eq!(c.jsonpath(&["get", "secret", "s1", "-n", "pb"], "{.data.password}"), "aHVudGVyMg==");
     assert_eq!(c.jsonpath(&["get", "cm", "c1", "-n", "pb"], "{.data.k}"), "v");
     let err = c.fails(&["create", "configmap", "c2", "-n", "missing", "--from-literal=k=v"]);
