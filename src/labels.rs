@@ -45,6 +45,12 @@ pub const MANAGEMENT: &str = "workspaces.dev/management";
 pub const WORKSPACE_ANNOTATION: &str = "workspaces.dev/workspace";
 /// The uid of the owning Workspace: a namespace is only ever deleted when this matches.
 pub const UID_ANNOTATION: &str = "workspaces.dev/workspace-uid";
+/// On a namespace, written only in the request that created it: the uid of the Workspace that
+/// created it. Only that Workspace may ever delete it.
+pub const CREATED_ANNOTATION: &str = "workspaces.dev/created-by-uid";
+/// On a namespace: the owner of its Workspace. A Workspace recreated under the same name takes
+/// a retained namespace back only with the same owner.
+pub const OWNER_ANNOTATION: &str = "workspaces.dev/owner";
 /// On an enrolled namespace: the labels and annotations the operator added or changed, with
 /// their earlier values (null: not there), so that a release restores exactly what it found.
 pub const BEFORE_ANNOTATION: &str = "workspaces.dev/before-enrollment";
@@ -58,19 +64,27 @@ pub const LIMIT_RANGE: &str = "workspace-defaults";
 pub const NETWORK_POLICY: &str = "workspace-isolation";
 
 /// The namespace a Workspace provisions: `spec.namespace`, or one derived from its namespace and
-/// name that is a valid DNS label, stable, and collision-safe (a hash of `namespace/name`).
+/// name that is a valid DNS label, stable, and collision-safe (a hash of `namespace/name`). A
+/// Workspace provisioned when derived names carried a 32-bit hash keeps its namespace: its
+/// status names it, and only that exact legacy name is taken from the status.
 pub fn target_namespace(ws: &Workspace) -> String {
-    match &ws.spec.namespace {
-        Some(ns) => ns.clone(),
-        None => derived_namespace(
-            ws.metadata.namespace.as_deref().unwrap_or("default"),
-            ws.metadata.name.as_deref().unwrap_or(""),
-        ),
+    if let Some(ns) = &ws.spec.namespace {
+        return ns.clone();
+    }
+    let namespace = ws.metadata.namespace.as_deref().unwrap_or("default");
+    let name = ws.metadata.name.as_deref().unwrap_or("");
+    let legacy = derived_with(namespace, name, &hash_hex(&format!("{namespace}/{name}"), 4));
+    match ws.status.as_ref().and_then(|s| s.namespace.as_deref()) {
+        Some(provisioned) if provisioned == legacy => legacy,
+        _ => derived_namespace(namespace, name),
     }
 }
 
 pub fn derived_namespace(namespace: &str, name: &str) -> String {
-    let hash = short_hash(&format!("{namespace}/{name}"));
+    derived_with(namespace, name, &short_hash(&format!("{namespace}/{name}")))
+}
+
+fn derived_with(namespace: &str, name: &str, hash: &str) -> String {
     let readable: String = format!("{namespace}-{name}")
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
@@ -84,21 +98,33 @@ pub fn derived_namespace(namespace: &str, name: &str) -> String {
 /// Workspaces they derive from: another organization could otherwise take one before its
 /// Workspace exists.
 pub fn looks_derived(name: &str) -> bool {
-    let hash_len = short_hash("").len();
-    name.len() > hash_len
-        && name.as_bytes()[name.len() - hash_len - 1] == b'-'
-        && name[name.len() - hash_len..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    ends_with_hash(name, HASH_BYTES * 2) || ends_with_hash(name, 8)
 }
+
+fn ends_with_hash(s: &str, hex: usize) -> bool {
+    s.len() > hex
+        && s.as_bytes()[s.len() - hex - 1] == b'-'
+        && s[s.len() - hex..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// 64 bits of SHA-256: what keeps distinct names and values apart.
+const HASH_BYTES: usize = 8;
 
 fn short_hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+    hash_hex(s, HASH_BYTES)
 }
 
-/// A label value for any string. Valid label values are used as they are; anything else maps to
-/// its valid characters (`@` becomes `_at_`, others `_`), cut to 54 characters, plus `-` and
-/// eight hex digits of its SHA-256, so distinct inputs stay distinct.
+fn hash_hex(s: &str, bytes: usize) -> String {
+    Sha256::digest(s.as_bytes()).iter().take(bytes).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A label value for any string, distinct for distinct strings. A valid label value is used as
+/// it is, unless it ends as mapped values do; anything else maps to its valid characters (`@`
+/// becomes `_at_`, others `_`), cut to 46 characters, plus `-` and sixteen hex digits of its
+/// SHA-256. So an unchanged value never ends with such a hash, every mapped one does, and two
+/// mapped ones differ in their hash.
 pub fn label_value(s: &str) -> String {
-    if is_label_value(s) {
+    if is_label_value(s) && !ends_with_hash(s, HASH_BYTES * 2) {
         return s.to_string();
     }
     let mapped: String = s
@@ -109,7 +135,8 @@ pub fn label_value(s: &str) -> String {
             _ => vec!['_'],
         })
         .collect();
-    let trimmed: String = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(54).collect();
+    let keep = 63 - 1 - HASH_BYTES * 2;
+    let trimmed: String = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(keep).collect();
     let trimmed = trimmed.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
     let hash = short_hash(s);
     if trimmed.is_empty() { format!("x-{hash}") } else { format!("{trimmed}-{hash}") }
@@ -186,12 +213,52 @@ mod tests {
     }
 
     #[test]
+    fn a_workspace_provisioned_with_a_legacy_name_keeps_it() {
+        let mut w = crate::fixtures::ws("a").in_ns("acme").build();
+        assert_eq!(target_namespace(&w), derived_namespace("acme", "a"));
+        let legacy = derived_with("acme", "a", &hash_hex("acme/a", 4));
+        w.status = Some(crate::crd::WorkspaceStatus { namespace: Some(legacy.clone()), ..Default::default() });
+        assert_eq!(target_namespace(&w), legacy);
+        w.status = Some(crate::crd::WorkspaceStatus { namespace: Some("kube-system".into()), ..Default::default() });
+        assert_eq!(target_namespace(&w), derived_namespace("acme", "a"), "the status names no other namespace");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn distinct_strings_have_distinct_valid_label_values(a in "\\PC{0,80}", b in "\\PC{0,80}") {
+            let (va, vb) = (label_value(&a), label_value(&b));
+            proptest::prop_assert!(is_label_value(&va), "{va}");
+            proptest::prop_assert!(a == b || va != vb, "{a:?} and {b:?} both map to {va}");
+        }
+
+        #[test]
+        fn a_valid_value_and_a_mapped_one_never_meet(s in "[a-z0-9@._-]{1,40}") {
+            let mapped = label_value(&s);
+            // The value whose mapping is `mapped`, written as a label value itself, maps elsewhere.
+            proptest::prop_assert!(mapped == s || label_value(&mapped) != mapped, "{s:?} -> {mapped}");
+        }
+
+        #[test]
+        fn derived_namespaces_are_distinct_dns_labels(
+            a in ("[a-z0-9-]{1,63}", "[a-z0-9.-]{1,80}"),
+            b in ("[a-z0-9-]{1,63}", "[a-z0-9.-]{1,80}"),
+        ) {
+            let (na, nb) = (derived_namespace(&a.0, &a.1), derived_namespace(&b.0, &b.1));
+            proptest::prop_assert!(na.len() <= 63 && is_label_value(&na) && na == na.to_lowercase(), "{na}");
+            proptest::prop_assert!(a == b || na != nb, "{a:?} and {b:?} both derive {na}");
+            proptest::prop_assert!(looks_derived(&na));
+        }
+    }
+
+    #[test]
     fn label_values_are_valid_and_distinct() {
         assert_eq!(label_value("alice"), "alice");
         let mapped = label_value("alice@example.com");
         assert!(mapped.starts_with("alice_at_example.com-"), "{mapped}");
         assert!(is_label_value(&mapped));
         assert_ne!(label_value("a@b"), label_value("a#b"));
+        // A valid value that looks mapped is mapped too, so it cannot meet the value it mimics.
+        assert_ne!(label_value(&mapped), mapped, "{mapped}");
         assert!(is_label_value(&label_value(&"x".repeat(100))));
         assert!(is_label_value(&label_value("-lead")));
         assert!(is_label_value(&label_value("@@@")));

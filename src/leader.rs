@@ -40,6 +40,34 @@ pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
     renewed: Arc<Mutex<Option<Instant>>>,
+    /// Another holder's lease record as last seen, and when by this replica's clock.
+    observed: Mutex<Option<Observed>>,
+}
+
+/// A lease record as a standby sees it: it expires a lease duration after it last changed, by
+/// the standby's own clock (as client-go judges it), so that clocks that disagree between
+/// replicas never make a live leader look expired.
+#[derive(Clone, Debug, PartialEq)]
+struct Observed {
+    record: (Option<String>, Option<String>, Option<String>),
+    at: Instant,
+}
+
+/// Has the lease `record`, unchanged since it was last seen, been left alone for longer than
+/// `duration`? Remembers it when it changed.
+fn expired(
+    last: &mut Option<Observed>,
+    record: (Option<String>, Option<String>, Option<String>),
+    now: Instant,
+    duration: Duration,
+) -> bool {
+    match last {
+        Some(o) if o.record == record => now.saturating_duration_since(o.at) > duration,
+        _ => {
+            *last = Some(Observed { record, at: now });
+            false
+        }
+    }
 }
 
 /// Whether this replica may still write: it renewed the lease within `renew_deadline`.
@@ -58,9 +86,62 @@ impl Fence {
     }
 }
 
+/// Every write the operator sends passes the fence, in one place: kube's client stack. A
+/// replica no longer sure to lead sends nothing but reads, whatever reconcile was in flight
+/// when its leadership lapsed. (The Elector's own client, which renews, goes around it.)
+#[derive(Clone, Debug)]
+pub struct FenceLayer(pub Fence);
+
+impl<S> tower::Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+
+    fn layer(&self, inner: S) -> Fenced<S> {
+        Fenced { inner, fence: self.0.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Fenced<S> {
+    inner: S,
+    fence: Fence,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower::Service<hyper::Request<B>> for Fenced<S>
+where
+    S: tower::Service<hyper::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: hyper::Request<B>) -> Self::Future {
+        let reads = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+        if !reads && !self.fence.holds() {
+            let refused: BoxError = "not sending a write: this replica's lease was not renewed in time".into();
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        let answer = self.inner.call(req);
+        Box::pin(async move { answer.await.map_err(Into::into) })
+    }
+}
+
 impl Elector {
     pub fn new(client: Client, cfg: LeaseConfig) -> Self {
-        Elector { api: Api::namespaced(client, &cfg.namespace), cfg, renewed: Arc::default() }
+        Elector {
+            api: Api::namespaced(client, &cfg.namespace),
+            cfg,
+            renewed: Arc::default(),
+            observed: Mutex::default(),
+        }
     }
 
     pub fn fence(&self) -> Fence {
@@ -150,9 +231,15 @@ impl Elector {
             Some(mut lease) => {
                 let spec = lease.spec.clone().unwrap_or_default();
                 let ours = spec.holder_identity.as_deref() == Some(self.cfg.identity.as_str());
-                let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-                    (Some(t), Some(d)) => now.as_second() > t.0.as_second() + i64::from(d),
-                    _ => true,
+                let record = (
+                    spec.holder_identity.clone(),
+                    spec.renew_time.as_ref().map(|t| t.0.to_string()),
+                    lease.resource_version(),
+                );
+                let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64);
+                let expired = !ours && {
+                    let mut last = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+                    expired(&mut last, record, Instant::now(), duration)
                 };
                 let free = spec.holder_identity.is_none();
                 if !ours && !expired && !free {
@@ -167,10 +254,12 @@ impl Elector {
                     lease_transitions: Some(transitions),
                     ..spec
                 });
-                // Optimistic concurrency: of two replicas racing, one gets a 409.
+                // Optimistic concurrency: of two replicas racing, one gets a 409. For our own
+                // renewal a 409 says only that the record changed (a retried write that had
+                // landed, say): the next round reads it again and decides.
                 match self.api.replace(&lease.name_any(), &crate::labels::post_params(), &lease).await {
                     Ok(_) => Ok(true),
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                    Err(kube::Error::Api(s)) if s.code == 409 && !ours => Ok(false),
                     Err(e) => Err(e),
                 }
             }
@@ -181,6 +270,21 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_expires_a_duration_after_it_last_changed_by_the_standbys_own_clock() {
+        let d = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // renewTime an hour behind this replica's clock: another clock, not a dead leader.
+        let rec = |renewed: &str| (Some("a".to_string()), Some(renewed.to_string()), Some("7".to_string()));
+        let mut last = None;
+        assert!(!expired(&mut last, rec("2026-01-01T00:00:00Z"), at(0), d), "first seen: never expired");
+        assert!(!expired(&mut last, rec("2026-01-01T00:00:00Z"), at(15), d), "unchanged, within the duration");
+        assert!(!expired(&mut last, rec("2026-01-01T00:00:02Z"), at(16), d), "renewed: the count starts again");
+        assert!(!expired(&mut last, rec("2026-01-01T00:00:02Z"), at(31), d));
+        assert!(expired(&mut last, rec("2026-01-01T00:00:02Z"), at(32), d), "unchanged for longer than the duration");
+    }
 
     #[test]
     fn fence_holds_only_within_the_renew_deadline() {

@@ -11,7 +11,7 @@ use kube::api::Api;
 use tracing::{info, warn};
 
 use crate::controller::{self, Config, Settings};
-use crate::leader::{Elector, LeaseConfig};
+use crate::leader::{Elector, FenceLayer, LeaseConfig};
 use crate::metrics::{self, Metrics};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Audit logs and API priority show which replica sent a request.
     let agent = format!("workspace-operator/{} ({identity})", env!("CARGO_PKG_VERSION"));
     kube_config.headers.push((hyper::header::USER_AGENT, hyper::header::HeaderValue::from_str(&agent)?));
-    let client = Client::try_from(kube_config)?;
+    let client = Client::try_from(kube_config.clone())?;
     let metrics = Arc::new(Metrics::default());
     tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
     wait_for_crd(&client).await;
@@ -71,8 +71,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         metrics.set_leader(true);
     }
+    // The controller's writes go through the fence; the Elector's renewals do not.
+    let controller_client = match &elector {
+        Some(e) => kube::client::ClientBuilder::try_from(kube_config)?.with_layer(&FenceLayer(e.fence())).build(),
+        None => client.clone(),
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = controller::run_until(client.clone(), config, async move {
+    let run = controller::run_until(controller_client, config, async move {
         let _ = stop_rx.await;
     });
     tokio::pin!(run);

@@ -11,7 +11,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -236,14 +236,21 @@ async fn patch_namespace(ctx: &Context, name: &str, patch: serde_json::Value) ->
         .map_err(|source| ApplyError::Write { child: ChildRef::namespace(name), source })
 }
 
-pub async fn delete_namespace(ctx: &Context, name: &str) -> Result<(), ApplyError> {
+/// Delete the namespace as observed: the uid precondition makes sure that a namespace recreated
+/// under the same name since is never the one deleted.
+pub async fn delete_namespace(ctx: &Context, ns: &Namespace) -> Result<(), ApplyError> {
+    let name = ns.name_any();
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    match api.delete(name, &DeleteParams::background()).await {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: ns.uid(), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
         Ok(_) => {
             info!(namespace = name, "deleting namespace");
             Ok(())
         }
         Err(e) if is_status(&e, 404) => Ok(()),
-        Err(source) => Err(ApplyError::Delete { child: ChildRef::namespace(name), source }),
+        Err(source) => Err(ApplyError::Delete { child: ChildRef::namespace(&name), source }),
     }
 }

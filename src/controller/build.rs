@@ -35,7 +35,9 @@ pub enum Goal {
     Deactivated,
     /// As Deactivated, and only limits that block pods remain: a kept, inert namespace.
     Deleted,
-    /// The Workspace itself is gone (`kubectl delete`): nothing of the operator's remains.
+    /// The Workspace itself is gone (`kubectl delete`) and its namespace kept: a created one
+    /// stays inert as under Deleted; an enrolled one is given back with nothing of the
+    /// operator's in it.
     Released,
 }
 
@@ -62,10 +64,10 @@ pub struct Children {
 pub fn children(ws: &Workspace, class: &WorkspaceClass, target: &str, goal: Goal) -> Children {
     let (bindings, quota_blocks) = match goal {
         Goal::Available => (role_bindings(ws, class, target), false),
-        Goal::Deactivated | Goal::Deleted => (Vec::new(), true),
-        Goal::Released => {
+        Goal::Released if ws.spec.management == Management::Enrolled => {
             return Children { bindings: Vec::new(), quota: None, limit_range: None, network_policy: None };
         }
+        Goal::Deactivated | Goal::Deleted | Goal::Released => (Vec::new(), true),
     };
     Children {
         bindings,
@@ -101,10 +103,20 @@ pub fn namespace(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Namesp
         l.entry(k.clone()).or_insert_with(|| v.clone());
     }
     let a = m.annotations.get_or_insert_with(BTreeMap::new);
+    a.insert(labels::OWNER_ANNOTATION.into(), ws.spec.owner.clone());
     for (k, v) in policy.annotations.iter().flatten().filter(|(k, _)| !own_key(k)) {
         a.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Namespace { metadata: m, ..Default::default() }
+}
+
+/// The namespace as the operator creates it: as [`namespace`], plus the record that this very
+/// Workspace created it, written in the create itself and never later.
+pub fn namespace_to_create(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Namespace {
+    let mut ns = namespace(ws, class, target);
+    let uid = ws.metadata.uid.clone().unwrap_or_default();
+    ns.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(labels::CREATED_ANNOTATION.into(), uid);
+    ns
 }
 
 /// What an enrolled namespace carried before the operator changed it: each label and
@@ -408,15 +420,17 @@ mod tests {
         let c = open();
         let limited = ws("a").auth(AuthType::Public).limit("cpu", "4").limit("pods", "20").build();
         let unlimited = ws("b").auth(AuthType::Public).build();
+        let enrolled = ws("c").enrolled("legacy").limit("cpu", "4").build();
         #[rustfmt::skip]
         let table: Vec<(&Workspace, Goal, Vec<&str>, Hard)> = vec![
             (&limited, Goal::Available, vec!["workspace-admins", "workspace-public-view"], map(&[("limits.cpu", "4"), ("pods", "20")])),
             (&limited, Goal::Deactivated, vec![], map(&[("limits.cpu", "4"), ("pods", "0")])),
             (&limited, Goal::Deleted, vec![], map(&[("limits.cpu", "4"), ("pods", "0")])),
-            (&limited, Goal::Released, vec![], None),
+            (&limited, Goal::Released, vec![], map(&[("limits.cpu", "4"), ("pods", "0")])),
+            (&enrolled, Goal::Released, vec![], None),
             (&unlimited, Goal::Available, vec!["workspace-admins", "workspace-public-view"], None),
             (&unlimited, Goal::Deactivated, vec![], map(&[("pods", "0")])),
-            (&unlimited, Goal::Released, vec![], None),
+            (&unlimited, Goal::Released, vec![], map(&[("pods", "0")])),
         ];
         for (w, goal, bindings, quota) in table {
             let c = children(w, &c, T, goal);
@@ -426,12 +440,12 @@ mod tests {
     }
 
     #[test]
-    fn every_goal_but_release_keeps_isolation_and_container_defaults() {
+    fn every_goal_but_an_enrolled_release_keeps_isolation_and_container_defaults() {
         let mut c = open();
         c.spec.resources.container_defaults =
             Some(ContainerDefaults { cpu: Some(IntOrString::String("250m".into())), memory: None });
         let w = ws("a").build();
-        for goal in [Goal::Available, Goal::Deactivated, Goal::Deleted] {
+        for goal in [Goal::Available, Goal::Deactivated, Goal::Deleted, Goal::Released] {
             let got = children(&w, &c, T, goal);
             let lr = got.limit_range.expect("container defaults are a LimitRange");
             let item = &lr.spec.unwrap().limits[0];
@@ -439,8 +453,9 @@ mod tests {
             assert!(item.default_request.as_ref().unwrap().get("memory").is_none(), "{goal:?}");
             assert!(got.network_policy.is_some(), "{goal:?}: isolation is the default");
         }
-        let released = children(&w, &c, T, Goal::Released);
-        assert_eq!((released.limit_range, released.network_policy), (None, None));
+        let enrolled = ws("a").enrolled("legacy").build();
+        let released = children(&enrolled, &c, T, Goal::Released);
+        assert_eq!((released.limit_range, released.network_policy), (None, None), "given back as found");
         c.spec.network.isolation = Isolation::None;
         c.spec.resources.container_defaults = None;
         let got = children(&w, &c, T, Goal::Available);

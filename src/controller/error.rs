@@ -19,6 +19,8 @@ pub enum Error {
 pub enum ObserveError {
     #[error("reading namespace {name}: {}", brief(.source))]
     Namespace { name: String, source: kube::Error },
+    #[error("reading the Workspace CRD: {}", brief(.source))]
+    Crd { source: kube::Error },
 }
 
 /// Writing the Workspace's children.
@@ -57,7 +59,7 @@ fn brief(e: &kube::Error) -> String {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Observe(ObserveError::Namespace { .. }) => "ReadFailed",
+            Error::Observe(ObserveError::Namespace { .. } | ObserveError::Crd { .. }) => "ReadFailed",
             Error::Apply(ApplyError::Create { .. }) => "CreateFailed",
             Error::Apply(ApplyError::Write { .. }) => "WriteFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",

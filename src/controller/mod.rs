@@ -365,7 +365,7 @@ async fn provision(
     let want_ns = build::namespace(ws, &class, target);
     let ns = match found {
         Some(ns) => *ns,
-        None => apply::create_namespace(ctx, &want_ns).await?,
+        None => apply::create_namespace(ctx, &build::namespace_to_create(ws, &class, target)).await?,
     };
     let goal = Goal::from(ws.spec.desired_state);
     let children = build::children(ws, &class, target, goal);
@@ -394,7 +394,7 @@ async fn provision(
     }
     if ws.spec.desired_state == DesiredState::Deleted && plan::deletable(ws, &ns) {
         apply::sync(ctx, target, &[], &obs.bindings).await?;
-        apply::delete_namespace(ctx, target).await?;
+        apply::delete_namespace(ctx, &ns).await?;
         let msg = format!("deleting namespace {target}");
         return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
     }
@@ -458,6 +458,13 @@ async fn finalize(cached: &Workspace, ctx: &Context) -> Result<Action> {
     if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
         return Ok(Action::await_change());
     }
+    // The CRD itself is going (an uninstall gone wrong, a GitOps prune): every Workspace is
+    // let go without touching what it made, so the deletion completes and every namespace stays.
+    if observe::crd_terminating(ctx).await? {
+        info!("the Workspace CRD is being deleted: releasing without teardown");
+        report::release(&ws, ctx).await?;
+        return Ok(Action::await_change());
+    }
     let target = labels::target_namespace(&ws);
     if ws.status.as_ref().and_then(|s| s.status) != Some(State::Deleting) {
         let tearing = Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down");
@@ -481,7 +488,7 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
     }
     if plan::deletable(ws, ns) {
         apply::sync(ctx, &obs.target, &[], &obs.bindings).await?;
-        apply::delete_namespace(ctx, &obs.target).await?;
+        apply::delete_namespace(ctx, ns).await?;
         return Ok(());
     }
     let class = obs.class_or_default();

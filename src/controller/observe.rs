@@ -9,6 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -121,6 +122,16 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
 pub fn default_class(all: &[Arc<WorkspaceClass>]) -> Option<Arc<WorkspaceClass>> {
     let key = |c: &WorkspaceClass| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
     all.iter().filter(|c| c.is_default()).min_by_key(|c| key(c)).cloned()
+}
+
+/// Is the Workspace CRD being deleted? Read only when a Workspace is.
+pub async fn crd_terminating(ctx: &Context) -> Result<bool, ObserveError> {
+    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let name = <Workspace as kube::CustomResourceExt>::crd_name();
+    match api.get_opt(name).await {
+        Ok(crd) => Ok(crd.is_none_or(|c| c.metadata.deletion_timestamp.is_some())),
+        Err(source) => Err(ObserveError::Crd { source }),
+    }
 }
 
 pub async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>, ObserveError> {

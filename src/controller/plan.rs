@@ -110,7 +110,17 @@ pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
         return Ownership::Ours;
     }
     if recorded_ws == Some(&key) {
-        return Ownership::Adoptable;
+        // Kept from an earlier Workspace of this name: taken back only by the same owner, so
+        // that whoever may create (not edit) Workspaces here cannot inherit another team's data.
+        let recorded_owner = ann.get(labels::OWNER_ANNOTATION);
+        if recorded_owner == Some(&ws.spec.owner) {
+            return Ownership::Adoptable;
+        }
+        let owner = recorded_owner.map_or("someone else", String::as_str);
+        return Ownership::Foreign(format!(
+            "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> --overwrite`",
+            labels::OWNER_ANNOTATION
+        ));
     }
     let organization = ws.namespace().unwrap_or_default();
     let consents = ns.labels().get(policy::ENROLL_FROM) == Some(&organization);
@@ -149,8 +159,11 @@ pub fn older_default<'a>(ws: &Workspace, others: impl IntoIterator<Item = &'a Wo
 /// Only a namespace the operator created for this very Workspace is ever deleted.
 pub fn deletable(ws: &Workspace, ns: &Namespace) -> bool {
     ws.spec.deletion_policy == DeletionPolicy::Delete
+        && ws.spec.management == Management::Managed
         && ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Managed.as_str())
-        && ns.annotations().get(labels::UID_ANNOTATION) == ws.metadata.uid.as_ref()
+        && ws.metadata.uid.is_some()
+        && ns.annotations().get(labels::CREATED_ANNOTATION) == ws.metadata.uid.as_ref()
+        && ns.metadata.deletion_timestamp.is_none()
 }
 
 /// Quantities the schema pattern lets through but Kubernetes would not store (overflow).
@@ -197,8 +210,18 @@ mod tests {
 
     const UID: &str = "u-1";
     const OWNED: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, UID)];
-    const KEPT: [(&str, &str); 2] =
-        [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, "an-earlier-uid")];
+    const KEPT: [(&str, &str); 3] = [
+        (labels::WORKSPACE_ANNOTATION, "default/a"),
+        (labels::UID_ANNOTATION, "an-earlier-uid"),
+        (labels::OWNER_ANNOTATION, "alice@example.com"),
+    ];
+    const KEPT_FOR_ANOTHER: [(&str, &str); 3] = [
+        (labels::WORKSPACE_ANNOTATION, "default/a"),
+        (labels::UID_ANNOTATION, "an-earlier-uid"),
+        (labels::OWNER_ANNOTATION, "mallory"),
+    ];
+    const CREATED: [(&str, &str); 3] =
+        [(labels::WORKSPACE_ANNOTATION, "default/a"), (labels::UID_ANNOTATION, UID), (labels::CREATED_ANNOTATION, UID)];
     const CONSENT: [(&str, &str); 1] = [(policy::ENROLL_FROM, "default")];
     const OTHERS: [(&str, &str); 2] = [(labels::WORKSPACE_ANNOTATION, "default/b"), (labels::UID_ANNOTATION, "u-2")];
 
@@ -213,7 +236,8 @@ mod tests {
         #[rustfmt::skip]
         let table: Vec<(&str, &Workspace, Namespace, Option<Ownership>)> = vec![
             ("recorded uid is ours", &managed, ns("x", &[], &OWNED), Some(Ownership::Ours)),
-            ("same name, earlier uid", &managed, ns("x", &[], &KEPT), Some(Ownership::Adoptable)),
+            ("same name, earlier uid, same owner", &managed, ns("x", &[], &KEPT), Some(Ownership::Adoptable)),
+            ("same name, earlier uid, another owner", &managed, ns("x", &[], &KEPT_FOR_ANOTHER), None),
             ("another Workspace's", &managed, ns("x", &[], &OTHERS), None),
             ("unrecorded, Managed", &managed, ns("x", &[], &[]), None),
             ("unrecorded, Enrolled, consenting", &enrolled, ns("x", &CONSENT, &[]), Some(Ownership::Adoptable)),
@@ -344,20 +368,27 @@ mod tests {
     #[test]
     fn only_a_namespace_created_for_this_workspace_is_deletable() {
         let delete = created(ws("a").deletion_policy(DeletionPolicy::Delete));
+        let enrolled_delete = created(ws("a").enrolled("x").deletion_policy(DeletionPolicy::Delete));
         let retain = created(ws("a"));
         let managed = [(labels::MANAGEMENT, "Managed")];
         let enrolled = [(labels::MANAGEMENT, "Enrolled")];
         #[rustfmt::skip]
         let table: Vec<(&str, &Workspace, Namespace, bool)> = vec![
-            ("created for it, Delete", &delete, ns("x", &managed, &OWNED), true),
-            ("created for it, Retain", &retain, ns("x", &managed, &OWNED), false),
+            ("created for it, Delete", &delete, ns("x", &managed, &CREATED), true),
+            ("created for it, Retain", &retain, ns("x", &managed, &CREATED), false),
+            ("taken back, never created by it", &delete, ns("x", &managed, &OWNED), false),
             ("created for an earlier uid", &delete, ns("x", &managed, &KEPT), false),
-            ("enrolled", &delete, ns("x", &enrolled, &OWNED), false),
-            ("unlabelled", &delete, ns("x", &[], &OWNED), false),
+            ("labelled enrolled", &delete, ns("x", &enrolled, &CREATED), false),
+            ("unlabelled", &delete, ns("x", &[], &CREATED), false),
+            ("an Enrolled Workspace, whatever the labels", &enrolled_delete, ns("x", &managed, &CREATED), false),
         ];
         for (case, w, n, want) in table {
             assert_eq!(deletable(w, &n), want, "{case}");
         }
+        let mut terminating = ns("x", &managed, &CREATED);
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        assert!(!deletable(&delete, &terminating), "never one already terminating");
     }
 
     #[test]

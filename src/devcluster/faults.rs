@@ -27,6 +27,8 @@ pub enum FaultKind {
     ExpireContinue,
     /// Answer correctly, but only after this many milliseconds (a slow API server).
     Delay(u64),
+    /// 409 Conflict, as when another writer changed the object first.
+    Conflict,
 }
 
 #[derive(Default)]

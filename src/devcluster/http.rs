@@ -230,6 +230,10 @@ impl ApiServer {
             Some(FaultKind::Throttle(secs)) => return Err(ApiError::too_many_requests(secs)),
             Some(FaultKind::ExpireContinue) => return Err(expired_continue()),
             Some(FaultKind::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            Some(FaultKind::Conflict) => {
+                let name = t.name.clone().unwrap_or_default();
+                return Err(ApiError::conflict(&res.named(&name)));
+            }
             Some(_) => return Err(ApiError::internal("injected fault")),
             None => {}
         }

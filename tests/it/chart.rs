@@ -130,6 +130,14 @@ fn values_change_the_rendering_and_bad_values_are_refused() {
     }
     let err = render(json!({"replicas": 2, "leaderElection": {"enabled": false}})).unwrap_err();
     assert!(err.contains("leaderElection"), "{err}");
+    // Without leader election a rolling update would run two reconciling pods for a while.
+    let single = render(json!({"leaderElection": {"enabled": false}})).expect("renders");
+    assert_eq!(single["Deployment/wo-workspace-operator"]["spec"]["strategy"]["type"], "Recreate");
+    let elected = render(json!({})).expect("renders");
+    assert!(
+        elected["Deployment/wo-workspace-operator"]["spec"]["strategy"].is_null(),
+        "a rolling update, with a lease"
+    );
 }
 
 #[test]

@@ -135,12 +135,14 @@ fn every_change_of_state_is_recorded_as_an_event() {
 #[test]
 fn kubectl_delete_with_retain_keeps_the_namespace_and_revokes_access() {
     let (c, _op) = with_operator();
-    c.apply(&ws("keep").yaml());
+    c.apply(&ws("keep").limit("pods", "5").yaml());
     wait_status(&c, "default", "keep", "Available");
     let keep_ns = target_ns(&c, "default", "keep");
     c.ok(&["delete", "ws", "keep", "--timeout=20s"]);
     assert!(c.kubectl(&["get", "ns", &keep_ns]).status.success(), "Retain keeps the namespace");
     assert!(bindings(&c, &keep_ns).is_empty(), "access is revoked on delete");
+    assert_eq!(pods_quota(&c, &keep_ns), "0", "a kept namespace stays inert");
+    assert!(start_pod(&c, &keep_ns).is_some(), "no new pod runs in it");
 }
 
 #[test]
@@ -158,11 +160,12 @@ fn kubectl_delete_with_delete_policy_removes_the_namespace_it_created() {
 #[test]
 fn a_recreated_workspace_takes_back_its_retained_namespace() {
     let (c, _op) = with_operator();
-    c.apply(&ws("keep").yaml());
+    c.apply(&ws("keep").limit("pods", "5").yaml());
     wait_status(&c, "default", "keep", "Available");
     let keep_ns = target_ns(&c, "default", "keep");
     c.ok(&["delete", "ws", "keep", "--timeout=20s"]);
-    c.apply(&ws("keep").yaml());
+    assert_eq!(pods_quota(&c, &keep_ns), "0", "retained inert in between");
+    c.apply(&ws("keep").limit("pods", "5").yaml());
     wait_status(&c, "default", "keep", "Available");
     assert_eq!(target_ns(&c, "default", "keep"), keep_ns);
     let uid = c.jsonpath(&["get", "ws", "keep"], "{.metadata.uid}");
@@ -170,4 +173,31 @@ fn a_recreated_workspace_takes_back_its_retained_namespace() {
         (c.jsonpath(&["get", "ns", &keep_ns], "{.metadata.annotations.workspaces\\.dev/workspace-uid}") == uid)
             .then_some(())
     });
+    c.eventually("its limits back", Duration::from_secs(10), || (pods_quota(&c, &keep_ns) == "5").then_some(()));
+}
+
+#[test]
+fn a_retained_namespace_goes_back_only_to_the_same_owner_and_never_to_be_deleted() {
+    let (c, _op) = with_operator();
+    c.ok(&["create", "namespace", "org"]);
+    c.apply(&ws("lab").in_ns("org").owner("alice").yaml());
+    wait_status(&c, "org", "lab", "Available");
+    let kept = target_ns(&c, "org", "lab");
+    c.ok(&["create", "configmap", "results", "-n", &kept, "--from-literal=k=v"]);
+    c.ok(&["delete", "ws", "lab", "-n", "org", "--timeout=20s"]);
+    // Someone who may create Workspaces in org, under the same name: not the same owner.
+    let grab = ws("lab").in_ns("org").owner("mallory").deletion_policy(DeletionPolicy::Delete);
+    c.apply(&grab.yaml());
+    wait_status(&c, "org", "lab", "Failed");
+    let get = |path: &str| c.jsonpath(&["get", "ws", "lab", "-n", "org"], path);
+    assert_eq!(get("{.status.stateReason}"), "NamespaceConflict");
+    assert!(get("{.status.message}").contains("kubectl annotate namespace"), "{}", get("{.status.message}"));
+    assert!(bindings(&c, &kept).is_empty(), "no access for the newcomer");
+    // An administrator hands it over; the new Workspace, asking for Delete, still cannot delete it.
+    c.ok(&["annotate", "namespace", &kept, "workspaces.dev/owner=mallory", "--overwrite"]);
+    c.ok(&["annotate", "ws", "lab", "-n", "org", "poke=1"]);
+    wait_status(&c, "org", "lab", "Available");
+    c.ok(&["patch", "ws", "lab", "-n", "org", "--type=merge", "-p", r#"{"spec":{"desiredState":"Deleted"}}"#]);
+    wait_status(&c, "org", "lab", "Deleted");
+    assert_eq!(c.jsonpath(&["get", "cm", "results", "-n", &kept], "{.data.k}"), "v", "it did not create it");
 }

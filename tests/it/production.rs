@@ -274,3 +274,75 @@ fn paused_leader_is_replaced_and_never_writes_again() {
     assert!(writes.is_empty(), "the deposed leader wrote: {writes:?}\n{}", log_of(dir.path(), "a.log"));
     assert_eq!(c.jsonpath(&["get", "ws", "third"], "{.metadata.finalizers}"), "");
 }
+
+/// Write the Lease as another replica would, holding it with this renewTime.
+fn hold_lease_as(c: &Cluster, holder: &str, renewed: &str) {
+    c.apply(&format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: workspace-operator, namespace: workspace-system}}\nspec: {{holderIdentity: {holder}, leaseDurationSeconds: 15, renewTime: \"{renewed}\", acquireTime: \"{renewed}\"}}\n"
+    ));
+}
+
+#[test]
+fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::start();
+    crate::common::install_crd(&c);
+    c.ok(&["create", "namespace", "workspace-system"]);
+    // The leader's clock is an hour behind: every renewTime it writes looks long expired.
+    let behind = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let at = |s: i64| (behind + jiff::SignedDuration::from_secs(s)).strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    hold_lease_as(&c, "skewed", &at(0));
+    let _p = Process::start(&c, "solo", &["--leader-elect"], &dir.path().join("solo.log"));
+    // For longer than a lease duration the leader keeps renewing: the standby must wait.
+    let watched = Instant::now();
+    let mut i = 0;
+    while watched.elapsed() < Duration::from_secs(20) {
+        i += 1;
+        hold_lease_as(&c, "skewed", &at(i));
+        assert_eq!(holder(&c), "skewed", "taken from a live leader after {:?}", watched.elapsed());
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // The leader stops renewing: a lease duration later, by the standby's clock, it takes over.
+    c.eventually("the standby to take over", Duration::from_secs(40), || (holder(&c) == "solo").then_some(()));
+}
+
+#[test]
+fn a_conflict_on_its_own_renewal_is_not_a_lost_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, mut a) = led_by_replica_a(dir.path());
+    let renewals = || c.server.counters().get("update", "leases");
+    let before = renewals();
+    c.server.faults().fail_next("update", "leases", 1, FaultKind::Conflict);
+    c.eventually("two more renewals", Duration::from_secs(20), || (renewals() >= before + 2).then_some(()));
+    assert!(a.child.try_wait().expect("status").is_none(), "stepped down:\n{}", log_of(dir.path(), "a.log"));
+    assert_eq!(holder(&c), "replica-a");
+    c.apply(&crate::common::ws("still").yaml());
+    crate::common::wait_status(&c, "default", "still", "Available");
+}
+
+#[test]
+fn a_leader_paused_mid_reconcile_writes_nothing_when_it_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, mut a, b) = leader_and_standby(dir.path(), "first");
+    c.ok(&["create", "namespace", "legacy"]);
+    c.ok(&["label", "namespace", "legacy", "workspaces.dev/enroll-from=default"]);
+    // The leader's reconcile of `late` reads the namespace to enroll; the answer is slow, and
+    // the leader is frozen while it waits: its reconcile began while it led.
+    let reads = || c.server.counters().get("get", "namespaces");
+    let before = reads();
+    c.server.faults().fail_next("get", "namespaces", 1, FaultKind::Delay(3000));
+    c.apply(&crate::common::ws("late").enrolled("legacy").yaml());
+    c.eventually("the leader's read in flight", Duration::from_secs(10), || (reads() > before).then_some(()));
+    a.signal("-STOP");
+    c.eventually("replica-b to take over", Duration::from_secs(40), || (holder(&c) == "replica-b").then_some(()));
+    crate::common::wait_status(&c, "default", "late", "Available");
+    drop(b);
+    c.server.counters().start_log();
+    a.signal("-CONT");
+    let code = a.exit_code(Duration::from_secs(30));
+    assert_ne!(code, Some(0), "a replica that lost its lease exits non-zero to be restarted");
+    let writes: Vec<_> = (c.server.counters().take_log().into_iter())
+        .filter(|r| r.user_agent.contains("(replica-a)") && WRITE_VERBS.contains(&r.verb.as_str()))
+        .collect();
+    assert!(writes.is_empty(), "the deposed leader finished its reconcile: {writes:?}");
+}

@@ -85,11 +85,13 @@ async fn reflector_over_paginated_list_survives_drops_and_410() {
     let before = inits.load(std::sync::atomic::Ordering::SeqCst);
 
     // History compacted while the watch is down: the resume gets 410 and the watcher relists.
-    c.server.faults().fail_next("watch", "configmaps", 2, devcluster::FaultKind::ServerError);
+    // Re-watches fail until the compaction is done, so the resume cannot slip in before it.
+    c.server.faults().fail_next("watch", "configmaps", u64::MAX, devcluster::FaultKind::ServerError);
     c.server.faults().drop_watches();
     api.create(&PostParams::default(), &cm("late", 7)).await.unwrap();
     c.server.compact();
-    // Two 500s and the 410 each add a backoff step (0.8 s doubling, with jitter): allow for all.
+    c.server.faults().clear();
+    // The 500s and the 410 each add a backoff step (0.8 s doubling, with jitter): allow for all.
     eventually_async("relist after 410", Duration::from_secs(60), || {
         let r = reader.clone();
         let inits = inits.clone();
