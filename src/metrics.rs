@@ -1,9 +1,9 @@
 //! Prometheus metrics, and the `/metrics`, `/healthz` and `/readyz` endpoints on one port.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,8 +31,46 @@ pub struct Metrics {
     duration: Histogram,
     workspaces: Family<StatusLabel, Gauge>,
     leader: Gauge,
+    unreadable: Gauge,
     states: Mutex<HashMap<String, State>>,
+    unreadable_keys: Mutex<HashSet<String>>,
     ready: AtomicBool,
+    watch: Mutex<Streak>,
+}
+
+/// The Workspace watch's current run of failures: when it began and when it last failed.
+#[derive(Default)]
+struct Streak {
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// A watch that has failed again and again for this long is stalled (kube-runtime's backoff
+/// retries at least every 30 s, so a stalled watch fails again within `QUIET`)...
+const STALLED_AFTER: Duration = Duration::from_secs(20);
+/// ...and one that has not failed for this long has recovered, even without an event since.
+const QUIET: Duration = Duration::from_secs(45);
+
+impl Streak {
+    fn record(&mut self, ok: bool, now: Instant) {
+        if ok {
+            *self = Streak::default();
+            return;
+        }
+        if self.last.is_none_or(|l| now.duration_since(l) > QUIET) {
+            self.first = Some(now);
+        }
+        self.last = Some(now);
+    }
+
+    fn stalled(&self, now: Instant) -> bool {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) => {
+                last.duration_since(first) >= STALLED_AFTER && now.duration_since(last) <= QUIET
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -43,11 +81,17 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let workspaces = Family::<StatusLabel, Gauge>::default();
         let leader = Gauge::default();
+        let unreadable = Gauge::default();
         registry.register("reconciles", "Reconciles that completed", reconciles.clone());
         registry.register("reconcile_failures", "Reconciles that failed, by reason", failures.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         registry.register("workspaces", "Workspaces by status, as last reconciled", workspaces.clone());
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        registry.register(
+            "unreadable_workspaces",
+            "Workspaces stored under a looser schema that do not decode (each reported Failed on itself)",
+            unreadable.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -55,8 +99,11 @@ impl Default for Metrics {
             duration,
             workspaces,
             leader,
+            unreadable,
             states: Mutex::default(),
+            unreadable_keys: Mutex::default(),
             ready: AtomicBool::new(false),
+            watch: Mutex::default(),
         }
     }
 }
@@ -103,7 +150,22 @@ impl Metrics {
         }
     }
 
+    /// Count `key` among the Workspaces that do not decode, or no longer.
+    pub fn set_unreadable(&self, key: &str, unreadable: bool) {
+        let mut keys = self.unreadable_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if unreadable { keys.insert(key.to_string()) } else { keys.remove(key) };
+        if changed {
+            self.unreadable.set(keys.len() as i64);
+        }
+    }
+
+    /// What the Workspace watch last yielded: an event (true) or an error.
+    pub fn watch_result(&self, ok: bool) {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner()).record(ok, Instant::now());
+    }
+
     pub fn forget(&self, key: &str) {
+        self.set_unreadable(key, false);
         if let Some(p) = self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
             self.workspaces.get_or_create(&StatusLabel { status: p.as_str().into() }).dec();
         }
@@ -117,8 +179,11 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Ready once the CRDs are established, and for as long as the Workspace watch is not
+    /// stalled (failing again and again, so nothing would be reconciled).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        let stalled = self.watch.lock().unwrap_or_else(|p| p.into_inner()).stalled(Instant::now());
+        self.ready.load(Ordering::Relaxed) && !stalled
     }
 
     /// The metrics in OpenMetrics text, the format Prometheus asks for first.
@@ -219,5 +284,36 @@ mod tests {
         assert!(classic.contains("# TYPE workspace_operator_reconciles_total counter"), "{classic}");
         assert!(classic.contains("workspace_operator_reconciles_total 1"), "{classic}");
         assert!(!classic.contains("# EOF"), "{classic}");
+    }
+}
+
+#[cfg(test)]
+mod streak_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_watch_that_keeps_failing_is_stalled() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // (failures at these seconds, then an event?, asked at, stalled?)
+        #[rustfmt::skip]
+        let table: [(&[u64], bool, u64, bool); 6] = [
+            (&[], false, 100, false),
+            (&[0], false, 31, false),                       // one failure, silently recovered
+            (&[0, 1, 3, 6, 12, 25], false, 30, true),       // backing off, still failing
+            (&[0, 1, 3, 6, 12, 25], true, 30, false),       // an event came: recovered
+            (&[0, 1, 3, 6, 12, 25], false, 80, false),      // quiet for longer than a retry
+            (&[0, 1, 3, 100, 101], false, 102, false),      // a new run of failures starts afresh
+        ];
+        for (failures, recovered, asked, stalled) in table {
+            let mut s = Streak::default();
+            for f in failures {
+                s.record(false, at(*f));
+            }
+            if recovered {
+                s.record(true, at(failures.last().copied().unwrap_or(0)));
+            }
+            assert_eq!(s.stalled(at(asked)), stalled, "{failures:?} recovered {recovered} at {asked}");
+        }
     }
 }

@@ -21,6 +21,8 @@ pub enum ObserveError {
     Namespace { name: String, source: kube::Error },
     #[error("reading the Workspace CRD: {}", brief(.source))]
     Crd { source: kube::Error },
+    #[error("reading Workspace {name}: {}", brief(.source))]
+    Workspace { name: String, source: kube::Error },
 }
 
 /// Writing the Workspace's children.
@@ -59,7 +61,9 @@ fn brief(e: &kube::Error) -> String {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Observe(ObserveError::Namespace { .. } | ObserveError::Crd { .. }) => "ReadFailed",
+            Error::Observe(
+                ObserveError::Namespace { .. } | ObserveError::Crd { .. } | ObserveError::Workspace { .. },
+            ) => "ReadFailed",
             Error::Apply(ApplyError::Create { .. }) => "CreateFailed",
             Error::Apply(ApplyError::Write { .. }) => "WriteFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod status;
+pub mod unreadable;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -44,6 +46,10 @@ use crate::labels;
 use crate::metrics::Metrics;
 use expectations::Expectations;
 use index::ByNamespace;
+
+/// A Workspace as the watch delivers it: decoded, or (stored under a looser schema) only its
+/// metadata and the decoding error, so one bad object cannot stop the list of all the others.
+pub type Guarded = DeserializeGuard<Workspace>;
 
 /// Operator settings from flags.
 #[derive(Clone)]
@@ -77,7 +83,7 @@ pub struct Context {
     pub client: Client,
     pub settings: Settings,
     recorder: Recorder,
-    workspaces: Store<Workspace>,
+    workspaces: Store<Guarded>,
     namespaces: Store<Namespace>,
     bindings: Store<RoleBinding>,
     bindings_by_ns: ByNamespace,
@@ -86,7 +92,7 @@ pub struct Context {
     network_policies: Store<NetworkPolicy>,
     classes: Store<WorkspaceClass>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
-    failures: Mutex<HashMap<ObjectRef<Workspace>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// Writes the caches have not shown yet.
     expect: Expectations<Key>,
     pub metrics: Arc<Metrics>,
@@ -103,7 +109,7 @@ fn strip<K: Resource>(obj: &mut K) {
 }
 
 /// The Workspace named in a child's annotation.
-fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Workspace>> {
+fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Guarded>> {
     let key = obj.annotations().get(labels::WORKSPACE_ANNOTATION)?;
     let (ns, name) = key.split_once('/')?;
     Some(ObjectRef::new(name).within(ns))
@@ -111,14 +117,18 @@ fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Workspace>> {
 
 /// Run the controller until `shutdown` resolves (in-flight reconciles are finished first).
 pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let workspaces: Api<Workspace> = match &config.namespace {
+    let workspaces: Api<Guarded> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
     let (ws_store, ws_writer) = reflector::store();
+    let metrics = config.metrics.clone().unwrap_or_default();
+    let health = metrics.clone();
     let ws_stream = watcher(workspaces, watcher::Config::default())
         .default_backoff()
+        // A watch that keeps failing is a stalled controller: /readyz says so.
+        .inspect(move |event| health.watch_result(event.is_ok()))
         .modify(strip)
         .reflect(ws_writer)
         .touched_objects();
@@ -179,7 +189,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
             workspaces
                 .state()
                 .iter()
-                .filter(|w| w.spec.class_name.as_deref().is_none_or(|n| n == name))
+                .filter(|w| w.0.as_ref().is_ok_and(|w| w.spec.class_name.as_deref().is_none_or(|n| n == name)))
                 .map(|w| ObjectRef::from_obj(&**w))
                 .collect::<Vec<_>>()
         }
@@ -199,7 +209,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         classes: class_store,
         failures: Mutex::default(),
         expect: Expectations::default(),
-        metrics: config.metrics.clone().unwrap_or_default(),
+        metrics,
         fence: config.fence.clone(),
     });
     let shutdown = shutdown.shared();
@@ -251,8 +261,8 @@ pub async fn run(client: Client, config: Config) {
     run_until(client, config, future::pending()).await
 }
 
-#[instrument(skip_all, fields(namespace = ws.namespace().unwrap_or_default(), workspace = ws.name_any()))]
-async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+#[instrument(skip_all, fields(namespace = obj.namespace().unwrap_or_default(), workspace = obj.name_any()))]
+async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     if ctx.fence.as_ref().is_some_and(|f| !f.holds()) {
         // Leadership lapsed; the process is stepping down and a new leader reconciles this.
         warn!("lease not renewed in time: not reconciling");
@@ -272,17 +282,22 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let _timer = ctx.metrics.reconcile_timer();
-    if ctx.expect.pending(&report::workspace_key(&ws), ws.resource_version().as_deref()) {
+    let ws = match &obj.0 {
+        Ok(ws) => ws,
+        Err(invalid) => return unreadable::report(invalid, &ctx).await,
+    };
+    ctx.metrics.set_unreadable(&labels::workspace_key(ws), false);
+    if ctx.expect.pending(&report::workspace_key(ws), ws.resource_version().as_deref()) {
         // Our own last write has not reached the cache; its watch event will bring us back.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let result = if ws.metadata.deletion_timestamp.is_some() {
-        finalize(&ws, &ctx).await
+        finalize(ws, &ctx).await
     } else {
-        reconcile_live(&ws, &ctx).await
+        reconcile_live(ws, &ctx).await
     };
     if result.is_ok() {
-        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(&*ws));
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(&*obj));
         ctx.metrics.reconciled();
     }
     result
@@ -297,10 +312,10 @@ where
     matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
-fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(obj: Arc<Guarded>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(err.category());
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures.entry(ObjectRef::from_obj(&*ws)).or_default();
+    let n = failures.entry(ObjectRef::from_obj(&*obj)).or_default();
     *n = n.saturating_add(1);
     let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10))).min(Duration::from_secs(300));
     warn!(error = %err, retry_in = ?delay, "reconcile failed");

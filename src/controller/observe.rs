@@ -72,7 +72,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         None
     } else {
         let all = ctx.workspaces.state();
-        plan::older_default(ws, all.iter().map(|w| &**w))
+        plan::older_default(ws, all.iter().filter_map(|w| w.0.as_ref().ok()))
     };
     let selects = class.as_ref().is_some_and(|c| c.spec.organizations.is_some());
     let organization_labels = match ws.namespace() {
@@ -82,7 +82,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
     let organizations = match (&ws.spec.namespace, ws.spec.management) {
         (Some(_), Management::Managed) if !teardown => {
             let all = ctx.workspaces.state();
-            let names: BTreeSet<String> = all.iter().filter_map(|w| w.namespace()).collect();
+            let names: BTreeSet<String> = all.iter().filter_map(|w| ResourceExt::namespace(&**w)).collect();
             names.into_iter().collect()
         }
         _ => Vec::new(),

@@ -167,6 +167,7 @@ fn metrics_are_openmetrics_that_a_real_parser_reads() {
     assert_eq!(family("workspace_operator_workspaces")["type"], "gauge");
     assert_eq!(label_keys("workspace_operator_workspaces"), ["status"]);
     assert_eq!(family("workspace_operator_leader")["type"], "gauge");
+    assert_eq!(family("workspace_operator_unreadable_workspaces")["type"], "gauge");
     // A scraper that only reads the classic format gets it, counters named with `_total`.
     let (_, content_type, classic) = p.get_with("/metrics", "text/plain;version=0.0.4").expect("scrape");
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -345,4 +346,70 @@ fn a_leader_paused_mid_reconcile_writes_nothing_when_it_resumes() {
         .filter(|r| r.user_agent.contains("(replica-a)") && WRITE_VERBS.contains(&r.verb.as_str()))
         .collect();
     assert!(writes.is_empty(), "the deposed leader finished its reconcile: {writes:?}");
+}
+
+/// The Workspace CRD with `spec.authType` relaxed to any string, as a hand-edited CRD (or a newer
+/// one, then an operator rollback) leaves it.
+fn relax_auth_type(c: &Cluster) {
+    let path = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/authType/enum";
+    c.ok(&[
+        "patch",
+        "crd",
+        "workspaces.workspaces.dev",
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"remove","path":"{path}"}}]"#),
+    ]);
+}
+
+#[test]
+fn a_workspace_that_does_not_decode_is_one_failed_workspace_not_an_outage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::start();
+    crate::common::install_crd(&c);
+    relax_auth_type(&c);
+    c.apply("apiVersion: workspaces.dev/v1alpha1\nkind: Workspace\nmetadata: {name: weird, namespace: default}\nspec: {displayName: Weird, owner: alice, authType: Weird}\n");
+    c.apply(&crate::common::ws("fine").yaml());
+    // Started after the bad object is stored: its first list must not fail on it.
+    let p = Process::start(&c, "solo", &[], &dir.path().join("operator.log"));
+    crate::common::wait_status(&c, "default", "fine", "Available");
+    crate::common::wait_status(&c, "default", "weird", "Failed");
+    let reason = c.jsonpath(&["get", "ws", "weird"], "{.status.stateReason}: {.status.message}");
+    assert!(reason.starts_with("InvalidSpec: ") && reason.contains("variant Weird"), "{reason}");
+    let listed = c.ok(&["get", "ws", "-l", "workspaces.dev/status=Failed", "-o", "name"]);
+    assert_eq!(listed.trim(), "workspace.workspaces.dev/weird", "the list view shows it");
+    let (code, body) = p.get("/metrics").expect("scrape");
+    assert_eq!(code, 200);
+    assert_eq!(metric(&body, "workspace_operator_unreadable_workspaces "), Some(1.0), "{body}");
+    assert_eq!(p.get("/readyz").expect("/readyz").0, 200, "one bad object is not a stalled controller");
+    // Other Workspaces keep converging meanwhile.
+    c.apply(&crate::common::ws("later").yaml());
+    crate::common::wait_status(&c, "default", "later", "Available");
+    // Corrected, it is reconciled like any other.
+    c.ok(&["patch", "ws", "weird", "--type=merge", "-p", r#"{"spec":{"authType":"Private"}}"#]);
+    crate::common::wait_status(&c, "default", "weird", "Available");
+    crate::common::eventually("the gauge back to 0", Duration::from_secs(10), || {
+        let (_, body) = p.get("/metrics")?;
+        (metric(&body, "workspace_operator_unreadable_workspaces ")? == 0.0).then_some(())
+    });
+}
+
+#[test]
+fn readiness_fails_while_the_workspace_watch_keeps_failing_and_returns_when_it_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, p, _) = observed_operator(dir.path());
+    for verb in ["list", "watch"] {
+        c.server.faults().fail_next(verb, "workspaces", u64::MAX, FaultKind::ServerError);
+    }
+    c.server.faults().drop_watches();
+    crate::common::eventually("/readyz 503 while stalled", Duration::from_secs(60), || {
+        (p.get("/readyz")?.0 == 503).then_some(())
+    });
+    c.server.faults().clear();
+    crate::common::eventually("/readyz 200 once recovered", Duration::from_secs(60), || {
+        (p.get("/readyz")?.0 == 200).then_some(())
+    });
+    // And it reconciles again.
+    c.apply(&crate::common::ws("after").yaml());
+    crate::common::wait_status(&c, "default", "after", "Available");
 }
