@@ -50,6 +50,26 @@ impl Operator {
         kib / 1024.0
     }
 
+    /// User plus system CPU the operator process has used so far, in milliseconds.
+    fn cpu_ms(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces): utime and
+        // stime are the 12th and 13th, in clock ticks of 1/100 s on Linux.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let field = |i: usize| rest.split_whitespace().nth(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (field(11) + field(12)) * 10.0
+    }
+
+    /// Is `/readyz` answering 200?
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.metrics) else { return false };
+        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.starts_with("HTTP/1.1 200")
+    }
+
     /// Completed reconciles, from the operator's own /metrics.
     fn reconciles(&self) -> u64 {
         use std::io::{Read, Write};
@@ -204,6 +224,31 @@ async fn config_map_writes(client: &kube::Client, ns: &str, round: usize) -> f64
     start.elapsed().as_secs_f64()
 }
 
+/// `n` RoleBindings in `ns` that carry the operator's labels but name a Workspace that does not
+/// exist: what a workspace owner (who holds `admin` there) can create to flood the operator.
+async fn flood_bindings(client: &kube::Client, ns: &str, n: usize) {
+    let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let rb: RoleBinding = serde_json::from_value(json!({
+                    "metadata": {"name": format!("flood-{i:06}"),
+                        "labels": {"app.kubernetes.io/managed-by": "workspace-operator",
+                            "workspaces.dev/workspace-namespace": "bench-1k", "workspaces.dev/workspace-name": "nobody"},
+                        "annotations": {"workspaces.dev/workspace": "bench-1k/nobody"}},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"kind": "Group", "name": format!("team-{i}"), "apiGroup": "rbac.authorization.k8s.io"}]}))
+                .expect("binding");
+                api.create(&PostParams::default(), &rb).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("flood");
+}
+
 async fn make_namespace(client: &kube::Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -332,10 +377,12 @@ fn main() {
     let mut throughput = 0.0;
     let mut writes_per_ws = 0.0;
     let mut reads_per_ws = 0.0;
+    let mut cpu_ms_per_ws = 0.0;
     let mut converge = HashMap::new();
     for (n, ns) in [(1_000usize, "bench-1k"), (10_000, "bench-10k")] {
         rt.block_on(make_namespace(&client, ns));
         let (w0, r0) = (counters.writes(), counters.reads());
+        let cpu0 = operator.cpu_ms();
         let start = Instant::now();
         let created = rt.block_on(create_workspaces(&client, ns, &format!("{ns}-"), n));
         let ready = wait_all(&state, &format!("{ns}-"), n, "Available", Duration::from_secs(900));
@@ -349,7 +396,20 @@ fn main() {
         let op_writes = counters.writes().saturating_sub(w0 + n as u64 + 1);
         let op_reads = counters.reads().saturating_sub(r0);
         converge.insert(n, elapsed);
+        let cpu_per_ws = (operator.cpu_ms() - cpu0) / n as f64;
+        push(
+            &mut rows,
+            Row(
+                if n == 1_000 {
+                    "  operator CPU per workspace (ms), 1,000"
+                } else {
+                    "  operator CPU per workspace (ms), 10,000"
+                },
+                format!("{cpu_per_ws:.3}"),
+            ),
+        );
         if n == 10_000 {
+            cpu_ms_per_ws = cpu_per_ws;
             p50 = percentile(&latencies, 0.5);
             p99 = percentile(&latencies, 0.99);
             throughput = n as f64 / elapsed;
@@ -454,21 +514,91 @@ fn main() {
         ),
     );
 
+    // A cold start over a backlog: 10,000 Workspaces stored while no operator runs (an install
+    // over Git-managed objects), then the operator started.
+    drop(operator);
+    rt.block_on(make_namespace(&client, "bench-backlog"));
+    rt.block_on(create_workspaces(&client, "bench-backlog", "bench-backlog-", 10_000));
+    let start = Instant::now();
+    let operator = Operator::start(&kubeconfig);
+    wait_all(&state, "bench-backlog-", 10_000, "Available", Duration::from_secs(900));
+    let backlog_s = start.elapsed().as_secs_f64();
+    let backlog_cpu_s = operator.cpu_ms() / 1000.0;
+    push(
+        &mut rows,
+        Row(
+            "backlog: start over 10,000 new Workspaces, all Available (s) / operator CPU (s)",
+            format!("{backlog_s:.2} / {backlog_cpu_s:.2}"),
+        ),
+    );
+
+    // A flood: 20,000 RoleBindings with the operator's labels, made by a workspace owner in their
+    // own namespace; then 100 new Workspaces must still converge.
+    let rss_before = operator.rss_mib();
+    let flooded = state
+        .objects(WORKSPACES)
+        .iter()
+        .find(|w| w["metadata"]["name"] == "bench-1k-000001")
+        .and_then(|w| w["status"]["namespace"].as_str().map(String::from))
+        .expect("a workspace namespace");
+    let start = Instant::now();
+    rt.block_on(flood_bindings(&client, &flooded, 20_000));
+    let flood_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    rt.block_on(create_workspaces(&client, "bench-backlog", "bench-after-flood-", 100));
+    wait_all(&state, "bench-after-flood-", 100, "Available", Duration::from_secs(300));
+    let after_flood_s = start.elapsed().as_secs_f64();
+    let flood_rss_mib = operator.rss_mib() - rss_before;
+    push(
+        &mut rows,
+        Row(
+            "flood: 20,000 labelled RoleBindings in one namespace: RSS growth (MiB)",
+            format!("{flood_rss_mib:.1} (created in {flood_s:.1} s)"),
+        ),
+    );
+    push(&mut rows, Row("  then 100 new Workspaces Available (s)", format!("{after_flood_s:.2}")));
+
     // 100,000 Workspaces: memory of the cache, and list views over them.
-    let big = 100_000 - 11_000;
+    let big = 100_000 - 21_100;
+    let rss_after_backlog = operator.rss_mib();
     rt.block_on(make_namespace(&client, "bench-100k"));
     let start = Instant::now();
     rt.block_on(create_workspaces(&client, "bench-100k", "bench-100k-", big));
     wait_all(&state, "bench-100k-", big, "Available", Duration::from_secs(3600));
     let converge_100k = start.elapsed().as_secs_f64();
-    push(&mut rows, Row("converge 89,000 more, to 100,000 (s)", format!("{converge_100k:.1}")));
+    push(&mut rows, Row("converge 78,900 more, to 100,000 (s)", format!("{converge_100k:.1}")));
     let rss_100k = operator.rss_mib();
+    // From 21,100 to 100,000 cached: the growth per Workspace with its children.
+    let bytes_per_ws = (rss_100k - rss_after_backlog) * 1048576.0 / big as f64;
     push(&mut rows, Row("operator RSS with 100,000 Workspaces cached (MiB)", format!("{rss_100k:.1}")));
     push(
         &mut rows,
+        Row("  bytes per cached Workspace with its children (21,100 to 100,000)", format!("{bytes_per_ws:.0}")),
+    );
+
+    // A restart over 100,000 converged Workspaces: time until ready and every one reconciled,
+    // and the writes that costs (none are needed).
+    drop(operator);
+    let w0 = counters.writes();
+    let start = Instant::now();
+    let operator = Operator::start(&kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while !operator.ready() {
+        assert!(Instant::now() < deadline, "not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ready_s = start.elapsed().as_secs_f64();
+    while operator.reconciles() < 100_000 {
+        assert!(Instant::now() < deadline, "the restart did not reconcile every Workspace");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restart_100k_s = start.elapsed().as_secs_f64();
+    let restart_writes = counters.writes() - w0;
+    push(
+        &mut rows,
         Row(
-            "  bytes per cached Workspace (10k to 100k)",
-            format!("{:.0}", (rss_100k - rss_10k) * 1048576.0 / 89_000.0),
+            "restart over 100,000 converged: ready (s) / all reconciled (s) / writes",
+            format!("{ready_s:.2} / {restart_100k_s:.1} / {restart_writes}"),
         ),
     );
     drop(operator);
@@ -515,6 +645,12 @@ fn main() {
         ("deactivate_1000_s", format!("{deactivate_s:.2}")),
         ("rss_10k_mib", format!("{rss_10k:.1}")),
         ("rss_100k_mib", format!("{rss_100k:.1}")),
+        ("bytes_per_workspace", format!("{bytes_per_ws:.0}")),
+        ("cpu_ms_per_workspace", format!("{cpu_ms_per_ws:.3}")),
+        ("backlog_10000_s", format!("{backlog_s:.2}")),
+        ("flood_rss_mib", format!("{flood_rss_mib:.1}")),
+        ("restart_100k_ready_s", format!("{ready_s:.2}")),
+        ("restart_100k_writes", restart_writes.to_string()),
         ("list_first_page_ms", format!("{first_page_ms:.1}")),
         ("list_full_ms", format!("{list_full_ms:.0}")),
         ("server_writes_per_s", format!("{server_writes_per_s:.0}")),

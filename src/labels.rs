@@ -33,6 +33,13 @@ pub const OWNER: &str = "workspaces.dev/owner";
 pub const LIST_LABELS: [&str; 7] =
     [STATUS, DESIRED_STATE, ENTERPRISE_PROJECT, AUTH_TYPE, DEFAULT, RESOURCE_GROUP, OWNER];
 
+/// On the namespace: a fingerprint of who besides the owner has access (admins, grants,
+/// authType), so that a retained namespace is taken back only with no wider access than it had.
+pub const ACCESS_ANNOTATION: &str = "workspaces.dev/access";
+
+/// On every child: a fingerprint of the content the operator applied. The caches hold only
+/// children's metadata, so this is how a reconcile knows a child is as it wants it.
+pub const APPLIED_ANNOTATION: &str = "workspaces.dev/applied";
 /// Labels and annotations on the objects the operator creates or adopts.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "workspace-operator";
@@ -78,6 +85,20 @@ pub fn target_namespace(ws: &Workspace) -> String {
         Some(provisioned) if provisioned == legacy => legacy,
         _ => derived_namespace(namespace, name),
     }
+}
+
+/// The fingerprint of a Workspace's access besides its owner: admins, grants and authType, in
+/// a stable order.
+pub fn access_fingerprint(ws: &Workspace) -> String {
+    let mut admins = ws.spec.admins.clone().unwrap_or_default();
+    admins.sort();
+    admins.dedup();
+    let mut grants: Vec<String> =
+        ws.spec.grants.iter().flatten().map(|g| serde_json::to_string(g).unwrap_or_default()).collect();
+    grants.sort();
+    grants.dedup();
+    let access = serde_json::json!({"admins": admins, "grants": grants, "authType": ws.spec.auth_type.as_str()});
+    short_hash(&access.to_string())
 }
 
 pub fn derived_namespace(namespace: &str, name: &str) -> String {

@@ -35,7 +35,7 @@ pub struct Metrics {
     states: Mutex<HashMap<String, State>>,
     unreadable_keys: Mutex<HashSet<String>>,
     ready: AtomicBool,
-    watch: Mutex<Streak>,
+    watches: Mutex<HashMap<&'static str, Streak>>,
 }
 
 /// The Workspace watch's current run of failures: when it began and when it last failed.
@@ -103,7 +103,7 @@ impl Default for Metrics {
             states: Mutex::default(),
             unreadable_keys: Mutex::default(),
             ready: AtomicBool::new(false),
-            watch: Mutex::default(),
+            watches: Mutex::default(),
         }
     }
 }
@@ -159,9 +159,11 @@ impl Metrics {
         }
     }
 
-    /// What the Workspace watch last yielded: an event (true) or an error.
-    pub fn watch_result(&self, ok: bool) {
-        self.watch.lock().unwrap_or_else(|p| p.into_inner()).record(ok, Instant::now());
+    /// What a watch of the controller last yielded: an event that shows it delivers (true) or
+    /// an error (false).
+    pub fn watch_result(&self, watch: &'static str, ok: bool) {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        watches.entry(watch).or_default().record(ok, Instant::now());
     }
 
     pub fn forget(&self, key: &str) {
@@ -179,10 +181,12 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Ready once the CRDs are established, and for as long as the Workspace watch is not
+    /// Ready once the CRDs are established, and for as long as no watch of the controller is
     /// stalled (failing again and again, so nothing would be reconciled).
     pub fn is_ready(&self) -> bool {
-        let stalled = self.watch.lock().unwrap_or_else(|p| p.into_inner()).stalled(Instant::now());
+        let now = Instant::now();
+        let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let stalled = watches.values().any(|w| w.stalled(now));
         self.ready.load(Ordering::Relaxed) && !stalled
     }
 

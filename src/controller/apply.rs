@@ -11,15 +11,21 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::controller::build;
 use crate::controller::error::ApplyError;
 use crate::controller::observe::get_namespace;
+use crate::controller::policy::amount;
 use crate::controller::{Context, Key};
 use crate::labels;
 
@@ -62,57 +68,84 @@ impl fmt::Display for ChildRef {
     }
 }
 
-/// A namespaced child the generic applier keeps in step.
+/// A namespaced child the generic applier keeps in step. The caches hold only its metadata
+/// (any owner of a workspace can create RoleBindings and NetworkPolicies bearing the operator's
+/// labels by the thousand: they cost the operator their metadata, never their content). So a
+/// child is as the operator wants it when it carries the fingerprint of the wanted content and
+/// nobody has written it since the operator did.
 pub trait Child:
     Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + fmt::Debug
 {
     const KIND: Kind;
 
-    /// Does the cached object already carry what `want` says, apart from labels and annotations?
-    fn same_content(have: &Self, want: &Self) -> bool;
+    /// Can a write fail because a field cannot change (so the child is deleted and created)?
+    const IMMUTABLE_FIELDS: bool = false;
 
-    /// Must `have` be deleted before `want` can be written (a field that cannot change)?
-    fn replaces(_have: &Self, _want: &Self) -> bool {
-        false
+    /// Has someone else changed the content since the operator wrote it? By default: another
+    /// manager owns some of its content (seen even across a restart of the operator), or its
+    /// version moved since the operator wrote or first saw it. A kind whose content is cached
+    /// answers from it instead.
+    fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &ObjectMeta) -> bool {
+        let others = cached.managed_fields.as_ref().is_some_and(|m| !m.is_empty());
+        others || ctx.versions.moved(key, cached.resource_version.as_deref())
     }
+}
+
+/// What a child's cache entry keeps of its managedFields: only the other managers that own some
+/// of its content, without the fields themselves. Labels and annotations others add are theirs.
+pub fn keep_other_writers(meta: &mut ObjectMeta) {
+    let others: Vec<ManagedFieldsEntry> = (meta.managed_fields.take().into_iter().flatten())
+        .filter(|e| e.manager.as_deref() != Some(labels::FIELD_MANAGER))
+        .filter(|e| {
+            let fields = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
+            fields.is_some_and(|f| f.keys().any(|k| k != "f:metadata"))
+        })
+        .map(|e| ManagedFieldsEntry { manager: e.manager, ..Default::default() })
+        .collect();
+    meta.managed_fields = (!others.is_empty()).then_some(others);
 }
 
 impl Child for RoleBinding {
     const KIND: Kind = Kind::RoleBinding;
-
-    fn same_content(have: &Self, want: &Self) -> bool {
-        have.role_ref == want.role_ref && have.subjects == want.subjects
-    }
-
     /// roleRef is immutable.
-    fn replaces(have: &Self, want: &Self) -> bool {
-        have.role_ref != want.role_ref
-    }
+    const IMMUTABLE_FIELDS: bool = true;
 }
 
+/// Quotas are cached whole (their status stripped), because the quota controller rewrites their
+/// status on every pod created or deleted: a moved version says nothing about the spec.
 impl Child for ResourceQuota {
     const KIND: Kind = Kind::ResourceQuota;
 
-    fn same_content(have: &Self, want: &Self) -> bool {
-        let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
-        hard(have) == hard(want)
+    /// Compared by amount: the API server stores `1024Mi` as `1Gi`.
+    fn drifted(ctx: &Context, _key: &Key, want: &Self, _cached: &ObjectMeta) -> bool {
+        let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        let cached = ctx.quotas.get(&ObjectRef::new(&want.name_any()).within(&want.namespace().unwrap_or_default()));
+        cached.is_none_or(|q| !same_amounts(&hard(&q), &hard(want)))
     }
 }
 
 impl Child for LimitRange {
     const KIND: Kind = Kind::LimitRange;
-
-    fn same_content(have: &Self, want: &Self) -> bool {
-        have.spec == want.spec
-    }
 }
 
 impl Child for NetworkPolicy {
     const KIND: Kind = Kind::NetworkPolicy;
+}
 
-    fn same_content(have: &Self, want: &Self) -> bool {
-        have.spec == want.spec
-    }
+fn same_amounts(a: &BTreeMap<String, Quantity>, b: &BTreeMap<String, Quantity>) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(k, q)| {
+            b.get(k).is_some_and(|w| w.0 == q.0 || (amount(&w.0).is_some() && amount(&w.0) == amount(&q.0)))
+        })
+}
+
+/// `want` with the fingerprint of its content (everything but the fingerprint) as an annotation.
+fn fingerprinted<K: Child>(want: &K) -> K {
+    let bytes = serde_json::to_vec(want).unwrap_or_default();
+    let digest: String = Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut w = want.clone();
+    w.annotations_mut().insert(labels::APPLIED_ANNOTATION.into(), digest);
+    w
 }
 
 fn child_ref<K: Child>(namespace: &str, name: &str) -> ChildRef {
@@ -120,7 +153,7 @@ fn child_ref<K: Child>(namespace: &str, name: &str) -> ChildRef {
 }
 
 /// Is every label and annotation of `want` on `have` (others may be there too)?
-fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
+fn labelled_as<H: Resource, K: Resource>(have: &H, want: &K) -> bool {
     let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| w.iter().all(|(k, v)| h.get(k) == Some(v));
     sub(have.labels(), want.labels()) && sub(have.annotations(), want.annotations())
 }
@@ -128,40 +161,65 @@ fn labelled_as<K: Resource>(have: &K, want: &K) -> bool {
 /// Make the Workspace's children of one kind in `namespace` exactly `want`: apply what differs
 /// from `have` (the cached ones that are the Workspace's), delete the rest. Returns true when a
 /// write of a moment ago has yet to show in the cache (the reconcile comes back for it).
-pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[Arc<K>]) -> Result<bool, ApplyError> {
+pub async fn sync<K: Child>(
+    ctx: &Context,
+    namespace: &str,
+    want: &[K],
+    have: &[Arc<PartialObjectMeta<K>>],
+) -> Result<bool, ApplyError> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let mut settling = false;
     for w in want {
+        let w = fingerprinted(w);
         let name = w.name_any();
         let key = Key::Child(child_ref::<K>(namespace, &name));
         let current = have.iter().find(|h| h.name_any() == name);
-        if current.is_some_and(|h| K::same_content(h, w) && labelled_as(&**h, w)) {
+        let cached_rv = current.and_then(|h| h.resource_version());
+        if current.is_some_and(|h| labelled_as(&**h, &w) && !K::drifted(ctx, &key, &w, &h.metadata)) {
             ctx.expect.forget(&key);
             continue;
         }
-        if ctx.expect.pending(&key, current.and_then(|h| h.resource_version()).as_deref()) {
+        if ctx.expect.pending(&key, cached_rv.as_deref()) {
             settling = true;
             continue;
         }
-        if let Some(h) = current
-            && K::replaces(h, w)
-        {
-            delete_child(&api, child_ref::<K>(namespace, &name)).await?;
+        let child = || child_ref::<K>(namespace, &name);
+        let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+        let written = match api.patch(&name, &params, &Patch::Apply(&w)).await {
+            // A field that cannot change (a RoleBinding's roleRef): replace the child.
+            Err(e) if K::IMMUTABLE_FIELDS && is_immutable_field(&e) => {
+                delete_child(&api, child(), None).await?;
+                api.patch(&name, &params, &Patch::Apply(&w)).await
+            }
+            other => other,
         }
-        let written = api
-            .patch(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(w))
-            .await
-            .map_err(|source| ApplyError::Write { child: child_ref::<K>(namespace, &name), source })?;
+        .map_err(|source| ApplyError::Write { child: child(), source })?;
         ctx.expect.wrote(&key, written.resource_version());
+        ctx.versions.record(&key, written.resource_version());
     }
-    for h in have.iter().filter(|h| !want.iter().any(|w| w.name_any() == h.name_any())) {
+    let keep: Vec<String> = want.iter().map(|w| w.name_any()).collect();
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    Ok(prune(ctx, namespace, &keep, have).await? || settling)
+}
+
+/// Delete the Workspace's cached children of one kind in `namespace`, except those named in `keep`.
+pub async fn prune<K: Child>(
+    ctx: &Context,
+    namespace: &str,
+    keep: &[&str],
+    have: &[Arc<PartialObjectMeta<K>>],
+) -> Result<bool, ApplyError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut settling = false;
+    for h in have.iter().filter(|h| !keep.contains(&h.name_any().as_str())) {
         let key = Key::Child(child_ref::<K>(namespace, &h.name_any()));
         if ctx.expect.pending(&key, h.resource_version().as_deref()) {
             settling = true;
             continue;
         }
-        delete_child(&api, child_ref::<K>(namespace, &h.name_any())).await?;
+        delete_child(&api, child_ref::<K>(namespace, &h.name_any()), h.uid()).await?;
         ctx.expect.wrote(&key, None);
+        ctx.versions.record(&key, None);
     }
     Ok(settling)
 }
@@ -187,11 +245,24 @@ pub async fn foreign<K: Child>(
     Ok(None)
 }
 
-/// Delete, taking "already gone" for success.
-async fn delete_child<K: Child>(api: &Api<K>, child: ChildRef) -> Result<(), ApplyError> {
-    match api.delete(&child.name, &DeleteParams::default()).await {
+/// A 422 that names `roleRef`: the only field of a child that cannot change. Any other 422
+/// (an admission policy, say) must not make the operator delete a working child.
+fn is_immutable_field(e: &kube::Error) -> bool {
+    let kube::Error::Api(s) = e else { return false };
+    let causes = s.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    s.code == 422 && causes.iter().any(|c| c.field == "roleRef")
+}
+
+/// Delete, taking "already gone" for success; with `uid`, only the object of that uid (the one
+/// observed), never one recreated under the name since.
+async fn delete_child<K: Child>(api: &Api<K>, child: ChildRef, uid: Option<String>) -> Result<(), ApplyError> {
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&child.name, &params).await {
         Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
         Err(source) => Err(ApplyError::Delete { child, source }),
     }
 }

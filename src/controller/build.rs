@@ -104,6 +104,7 @@ pub fn namespace(ws: &Workspace, class: &WorkspaceClass, target: &str) -> Namesp
     }
     let a = m.annotations.get_or_insert_with(BTreeMap::new);
     a.insert(labels::OWNER_ANNOTATION.into(), ws.spec.owner.clone());
+    a.insert(labels::ACCESS_ANNOTATION.into(), labels::access_fingerprint(ws));
     for (k, v) in policy.annotations.iter().flatten().filter(|(k, _)| !own_key(k)) {
         a.entry(k.clone()).or_insert_with(|| v.clone());
     }

@@ -51,6 +51,46 @@ impl<K: Eq + Hash + Clone> Expectations<K> {
     }
 }
 
+/// The resourceVersion each child had when the operator last wrote it, or first found it as it
+/// wants it. The caches hold only children's metadata: a version that has moved since means
+/// someone else changed the child, whose content is not cached, so it is applied again.
+pub struct Versions<K> {
+    seen: Mutex<HashMap<K, String>>,
+}
+
+impl<K> Default for Versions<K> {
+    fn default() -> Self {
+        Versions { seen: Mutex::default() }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Versions<K> {
+    /// Has `key` changed since the operator last wrote or saw it? A child seen for the first
+    /// time (after a start) is taken as found, and its version remembered.
+    pub fn moved(&self, key: &K, cached_rv: Option<&str>) -> bool {
+        let mut seen = self.lock();
+        match (seen.get(key), cached_rv) {
+            (Some(rv), Some(cached)) => rv != cached,
+            (None, Some(cached)) => {
+                seen.insert(key.clone(), cached.to_string());
+                false
+            }
+            (_, None) => false,
+        }
+    }
+
+    pub fn record(&self, key: &K, rv: Option<String>) {
+        match rv {
+            Some(rv) => self.lock().insert(key.clone(), rv),
+            None => self.lock().remove(key),
+        };
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, String>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +107,17 @@ mod tests {
         e.wrote(&"b", None);
         assert!(e.pending(&"b", Some("3")), "deleted, cache still has it");
         assert!(!e.pending(&"b", None));
+    }
+
+    #[test]
+    fn a_version_moved_by_someone_else_is_drift_and_a_first_sight_is_not() {
+        let v = Versions::default();
+        assert!(!v.moved(&"a", Some("3")), "first seen after a start: taken as found");
+        assert!(!v.moved(&"a", Some("3")));
+        assert!(v.moved(&"a", Some("4")), "someone else wrote it");
+        v.record(&"a", Some("5".into()));
+        assert!(!v.moved(&"a", Some("5")), "our own write");
+        v.record(&"a", None);
+        assert!(!v.moved(&"a", Some("9")), "forgotten once deleted");
     }
 }

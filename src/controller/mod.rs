@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -44,7 +44,7 @@ use crate::crd::{DesiredState, Management, State, StateReason, Workspace, Worksp
 use crate::events::Recorder;
 use crate::labels;
 use crate::metrics::Metrics;
-use expectations::Expectations;
+use expectations::{Expectations, Versions};
 use index::ByNamespace;
 
 /// A Workspace as the watch delivers it: decoded, or (stored under a looser schema) only its
@@ -85,16 +85,18 @@ pub struct Context {
     recorder: Recorder,
     workspaces: Store<Guarded>,
     namespaces: Store<Namespace>,
-    bindings: Store<RoleBinding>,
+    bindings: Store<PartialObjectMeta<RoleBinding>>,
     bindings_by_ns: ByNamespace,
     quotas: Store<ResourceQuota>,
-    limit_ranges: Store<LimitRange>,
-    network_policies: Store<NetworkPolicy>,
+    limit_ranges: Store<PartialObjectMeta<LimitRange>>,
+    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     classes: Store<WorkspaceClass>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// Writes the caches have not shown yet.
     expect: Expectations<Key>,
+    /// The versions of children as the operator last wrote or found them.
+    versions: Versions<Key>,
     pub metrics: Arc<Metrics>,
     fence: Option<crate::leader::Fence>,
 }
@@ -105,6 +107,30 @@ fn strip<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
     if let Some(a) = obj.meta_mut().annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A child is cached as its metadata; of its managedFields only who else owns some of its
+/// content (see `apply::Child::drifted`).
+fn strip_child<K: Resource>(obj: &mut K) {
+    apply::keep_other_writers(obj.meta_mut());
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Report each event of a watch to the health /readyz answers from. Every list attempt begins
+/// with `Init` (and a relist sends `InitApply`), even one that then fails: only an event that
+/// shows the watch delivers counts as recovery.
+fn watch_health<K, E>(
+    metrics: &Arc<Metrics>,
+    watch: &'static str,
+) -> impl Fn(&Result<watcher::Event<K>, E>) + use<K, E> {
+    let metrics = metrics.clone();
+    move |event| match event {
+        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+        Ok(_) => metrics.watch_result(watch, true),
+        Err(_) => metrics.watch_result(watch, false),
     }
 }
 
@@ -124,17 +150,26 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
     let (ws_store, ws_writer) = reflector::store();
     let metrics = config.metrics.clone().unwrap_or_default();
-    let health = metrics.clone();
     let ws_stream = watcher(workspaces, watcher::Config::default())
         .default_backoff()
         // A watch that keeps failing is a stalled controller: /readyz says so.
-        .inspect(move |event| health.watch_result(event.is_ok()))
+        .inspect(watch_health(&metrics, "workspaces"))
+        // A Workspace gone without its finalizer (removed by hand) is counted no more.
+        .inspect({
+            let metrics = metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(ws)) = event {
+                    metrics.forget(&format!("{}/{}", ws.namespace().unwrap_or_default(), ws.name_any()));
+                }
+            }
+        })
         .modify(strip)
         .reflect(ws_writer)
         .touched_objects();
     let (ns_store, ns_writer) = reflector::store();
     let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
         .default_backoff()
+        .inspect(watch_health(&metrics, "namespaces"))
         // Namespace status only repeats deletionTimestamp, which is in the metadata.
         .modify(|ns: &mut Namespace| {
             strip(ns);
@@ -145,15 +180,18 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let (rb_store, rb_writer) = reflector::store();
     let rb_index = ByNamespace::default();
     let indexer = rb_index.clone();
-    let rb_stream = watcher(Api::<RoleBinding>::all(client.clone()), children.clone())
+    // Children the caches hold as metadata only (see `apply::Child`).
+    let rb_stream = watcher(Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()), children.clone())
         .default_backoff()
-        .modify(strip)
+        .inspect(watch_health(&metrics, "rolebindings"))
+        .modify(strip_child)
         .inspect_ok(move |ev| indexer.apply(ev))
         .reflect(rb_writer)
         .touched_objects();
     let (q_store, q_writer) = reflector::store();
     let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children.clone())
         .default_backoff()
+        .inspect(watch_health(&metrics, "resourcequotas"))
         // Quotas are compared by spec; the status (hard and used, rewritten by the quota
         // controller) is most of a quota's size.
         .modify(|q: &mut ResourceQuota| {
@@ -163,20 +201,23 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .reflect(q_writer)
         .touched_objects();
     let (lr_store, lr_writer) = reflector::store();
-    let lr_stream = watcher(Api::<LimitRange>::all(client.clone()), children.clone())
+    let lr_stream = watcher(Api::<PartialObjectMeta<LimitRange>>::all(client.clone()), children.clone())
         .default_backoff()
-        .modify(strip)
+        .inspect(watch_health(&metrics, "limitranges"))
+        .modify(strip_child)
         .reflect(lr_writer)
         .touched_objects();
     let (np_store, np_writer) = reflector::store();
-    let np_stream = watcher(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+    let np_stream = watcher(Api::<PartialObjectMeta<NetworkPolicy>>::all(client.clone()), children.clone())
         .default_backoff()
-        .modify(strip)
+        .inspect(watch_health(&metrics, "networkpolicies"))
+        .modify(strip_child)
         .reflect(np_writer)
         .touched_objects();
     let (class_store, class_writer) = reflector::store();
     let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .inspect(watch_health(&metrics, "workspaceclasses"))
         .modify(strip)
         .reflect(class_writer)
         .touched_objects();
@@ -209,6 +250,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         classes: class_store,
         failures: Mutex::default(),
         expect: Expectations::default(),
+        versions: Versions::default(),
         metrics,
         fence: config.fence.clone(),
     });
@@ -266,7 +308,8 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     if ctx.fence.as_ref().is_some_and(|f| !f.holds()) {
         // Leadership lapsed; the process is stepping down and a new leader reconciles this.
         warn!("lease not renewed in time: not reconciling");
-        return Ok(Action::await_change());
+        // Come back: a lapse may be brief, and the change that triggered this must not be lost.
+        return Ok(Action::requeue(Duration::from_secs(2)));
     }
     // Until the child caches have synced, a missing child means nothing: a reconcile right
     // after a start would re-create what exists (the Controller only waits for Workspaces).
@@ -408,7 +451,7 @@ async fn provision(
         return Ok((Outcome::new(state, StateReason::NamespaceTerminating, msg), false));
     }
     if ws.spec.desired_state == DesiredState::Deleted && plan::deletable(ws, &ns) {
-        apply::sync(ctx, target, &[], &obs.bindings).await?;
+        apply::prune(ctx, target, &[], &obs.bindings).await?;
         apply::delete_namespace(ctx, &ns).await?;
         let msg = format!("deleting namespace {target}");
         return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
@@ -450,18 +493,17 @@ async fn foreign_child(ctx: &Context, target: &str, children: &Children, key: &s
 /// Owners and admins keep their access; the public and grant bindings go (see
 /// `plan::withdraws_access`). True when a write has yet to show in the caches.
 async fn withdraw_access(ctx: &Context, obs: &Observation) -> Result<bool> {
-    let owners: Vec<RoleBinding> =
-        obs.bindings.iter().filter(|b| b.name_any() == labels::ADMINS_BINDING).map(|b| (**b).clone()).collect();
-    Ok(apply::sync(ctx, &obs.target, &owners, &obs.bindings).await?)
+    Ok(apply::prune(ctx, &obs.target, &[labels::ADMINS_BINDING], &obs.bindings).await?)
 }
 
 /// Every kind of child, applied in turn; true when some write has yet to show in the caches.
 async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> Result<bool> {
     let Children { bindings, quota, limit_range, network_policy } = children;
-    let a = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
-    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
-    let c = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
-    let d = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
+    // The limits and the isolation first: access is never granted to a namespace without them.
+    let a = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
+    let b = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
+    let c = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
+    let d = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
     Ok(a || b || c || d)
 }
 
@@ -502,7 +544,7 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     if plan::deletable(ws, ns) {
-        apply::sync(ctx, &obs.target, &[], &obs.bindings).await?;
+        apply::prune(ctx, &obs.target, &[], &obs.bindings).await?;
         apply::delete_namespace(ctx, ns).await?;
         return Ok(());
     }

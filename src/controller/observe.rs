@@ -11,6 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
+use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -36,11 +37,11 @@ pub struct Observation {
     /// An older default Workspace of the same namespace, when this one is a default too.
     pub older_default: Option<String>,
     /// The workspace's RoleBindings in the target namespace, as cached.
-    pub bindings: Vec<Arc<RoleBinding>>,
-    /// The workspace's quota in the target namespace, as cached.
-    pub quota: Option<Arc<ResourceQuota>>,
-    pub limit_range: Option<Arc<LimitRange>>,
-    pub network_policy: Option<Arc<NetworkPolicy>>,
+    pub bindings: Vec<Arc<PartialObjectMeta<RoleBinding>>>,
+    /// The workspace's quota in the target namespace, as cached (its metadata).
+    pub quota: Option<Arc<PartialObjectMeta<ResourceQuota>>>,
+    pub limit_range: Option<Arc<PartialObjectMeta<LimitRange>>>,
+    pub network_policy: Option<Arc<PartialObjectMeta<NetworkPolicy>>>,
 }
 
 impl Observation {
@@ -104,8 +105,9 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         .filter_map(|name| ctx.bindings.get(&ObjectRef::new(&name).within(&target)))
         .filter(|rb| belongs_to(&**rb, ws, &target))
         .collect();
-    let quota =
-        ctx.quotas.get(&ObjectRef::new(labels::QUOTA).within(&target)).filter(|q| belongs_to(&**q, ws, &target));
+    let quota = (ctx.quotas.get(&ObjectRef::new(labels::QUOTA).within(&target)))
+        .filter(|q| belongs_to(&**q, ws, &target))
+        .map(|q| Arc::new(q.metadata.clone().into_response_partial()));
     let limit_range = (ctx.limit_ranges.get(&ObjectRef::new(labels::LIMIT_RANGE).within(&target)))
         .filter(|o| belongs_to(&**o, ws, &target));
     let network_policy = (ctx.network_policies.get(&ObjectRef::new(labels::NETWORK_POLICY).within(&target)))

@@ -110,16 +110,21 @@ pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
         return Ownership::Ours;
     }
     if recorded_ws == Some(&key) {
-        // Kept from an earlier Workspace of this name: taken back only by the same owner, so
-        // that whoever may create (not edit) Workspaces here cannot inherit another team's data.
+        // Kept from an earlier Workspace of this name: taken back only by the same owner, with
+        // no other access than it had and as the same kind of namespace, so that whoever may
+        // create (not edit) Workspaces here cannot inherit another team's data, name themselves
+        // admins of it, or shed its inert state by enrolling it.
         let recorded_owner = ann.get(labels::OWNER_ANNOTATION);
-        if recorded_owner == Some(&ws.spec.owner) {
+        let same_access = ann.get(labels::ACCESS_ANNOTATION).is_none_or(|a| *a == labels::access_fingerprint(ws));
+        let same_kind = ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(ws.spec.management.as_str());
+        if recorded_owner == Some(&ws.spec.owner) && same_access && same_kind {
             return Ownership::Adoptable;
         }
         let owner = recorded_owner.map_or("someone else", String::as_str);
         return Ownership::Foreign(format!(
-            "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> --overwrite`",
-            labels::OWNER_ANNOTATION
+            "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner, admins, grants, authType and management; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> {}- --overwrite`",
+            labels::OWNER_ANNOTATION,
+            labels::ACCESS_ANNOTATION
         ));
     }
     let organization = ws.namespace().unwrap_or_default();
@@ -215,6 +220,7 @@ mod tests {
         (labels::UID_ANNOTATION, "an-earlier-uid"),
         (labels::OWNER_ANNOTATION, "alice@example.com"),
     ];
+    const MANAGED: [(&str, &str); 1] = [(labels::MANAGEMENT, "Managed")];
     const KEPT_FOR_ANOTHER: [(&str, &str); 3] = [
         (labels::WORKSPACE_ANNOTATION, "default/a"),
         (labels::UID_ANNOTATION, "an-earlier-uid"),
@@ -233,10 +239,17 @@ mod tests {
     fn ownership_of_a_namespace() {
         let managed = created(ws("a"));
         let enrolled = created(ws("a").enrolled("x"));
+        let with_admin = created(ws("a").admins(&["mallory"]));
+        let access = labels::access_fingerprint(&managed);
+        let mut kept_with_access = KEPT.to_vec();
+        kept_with_access.push((labels::ACCESS_ANNOTATION, &access));
         #[rustfmt::skip]
         let table: Vec<(&str, &Workspace, Namespace, Option<Ownership>)> = vec![
             ("recorded uid is ours", &managed, ns("x", &[], &OWNED), Some(Ownership::Ours)),
-            ("same name, earlier uid, same owner", &managed, ns("x", &[], &KEPT), Some(Ownership::Adoptable)),
+            ("same name, earlier uid, same owner", &managed, ns("x", &MANAGED, &KEPT), Some(Ownership::Adoptable)),
+            ("same owner, wider access", &with_admin, ns("x", &MANAGED, &kept_with_access), None),
+            ("same owner, same access", &managed, ns("x", &MANAGED, &kept_with_access), Some(Ownership::Adoptable)),
+            ("same owner, enrolled over a kept Managed one", &enrolled, ns("x", &MANAGED, &KEPT), None),
             ("same name, earlier uid, another owner", &managed, ns("x", &[], &KEPT_FOR_ANOTHER), None),
             ("another Workspace's", &managed, ns("x", &[], &OTHERS), None),
             ("unrecorded, Managed", &managed, ns("x", &[], &[]), None),
@@ -299,7 +312,7 @@ mod tests {
             ("new namespace, not read", created(ws("a")), observed(Unread, None), None),
             ("missing: create it", created(ws("a")), observed(Missing, None), None),
             ("ours: provision", created(ws("a")), observed(found(&OWNED), None), None),
-            ("kept from an earlier uid", created(ws("a")), observed(found(&KEPT), None), None),
+            ("kept from an earlier uid", created(ws("a")), observed(Found(Box::new(ns("x", &MANAGED, &KEPT))), None), None),
             ("another's", created(ws("a")), observed(found(&OTHERS), None), f),
             ("exists, unrecorded", created(ws("a")), observed(found(&[]), None), f),
             ("enrolled, consenting", created(ws("a").enrolled("x")), observed(consenting(), None), None),

@@ -151,7 +151,7 @@ pub fn limits(ws: &Workspace, class: &WorkspaceClass) -> Option<ResourceLimits> 
 /// A quantity as a number of base units, near enough to compare two (`500m`, `2`, `128Gi`,
 /// `1e3`, `64000000u`). None for anything that is not a Kubernetes quantity, which the caller
 /// treats as a breach rather than a pass.
-fn amount(q: &str) -> Option<f64> {
+pub fn amount(q: &str) -> Option<f64> {
     let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
     let (number, suffix) = q.split_at(split);
     let binary = |power: i32| 1024f64.powi(power);

@@ -10,9 +10,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use crate::controller::Context;
 use crate::controller::error::{ObserveError, ReportError, Result};
 use crate::controller::status::{self, Outcome};
+use crate::controller::{Context, observe};
 use crate::crd::{DesiredState, State, StateReason, Workspace, WorkspaceStatus};
 use crate::events::Note;
 use crate::labels;
@@ -47,7 +47,16 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
         Ok(None) => return Ok(Action::await_change()),
         Err(source) => return Err(ObserveError::Workspace { name: key, source }.into()),
     };
-    let outcome = outcome(&invalid.error, obj.metadata.deletion_timestamp.is_some());
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    // The CRD itself is going: let go without teardown, as for every other Workspace.
+    if deleting && observe::crd_terminating(ctx).await? {
+        let finalizers: Vec<&String> = obj.finalizers().iter().filter(|f| *f != labels::FINALIZER).collect();
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+        api.patch(name, &labels::patch_params(), &Patch::Merge(patch)).await.map_err(ReportError::Finalizer)?;
+        ctx.metrics.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let outcome = outcome(&invalid.error, deleting);
     if obj.labels().get(labels::STATUS).map(String::as_str) != Some(outcome.state.as_str()) {
         let patch = json!({"metadata": {"labels": {labels::STATUS: outcome.state.as_str()}}});
         api.patch(name, &labels::patch_params(), &Patch::Merge(patch)).await.map_err(ReportError::Metadata)?;

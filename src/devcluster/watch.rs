@@ -13,7 +13,7 @@ use crate::builtin;
 use crate::errors::{ApiError, Result};
 use crate::http::{Reply, Req, ResourcePath};
 use crate::list::{Selection, list_options_invalid};
-use crate::registry::ApiServer;
+use crate::registry::{ApiServer, partial_metadata};
 use crate::resources::Resource;
 use crate::store::{Bounds, Change};
 use crate::table;
@@ -58,6 +58,7 @@ impl ApiServer {
             .unwrap_or(Duration::from_secs(1800));
         let bookmarks = req.flag("allowWatchBookmarks");
         let table = req.wants_table();
+        let partial = !table && req.wants_partial_metadata();
         let rv_param = req.q("resourceVersion").unwrap_or("").to_string();
         let (tx, rx) = mpsc::channel::<Bytes>(1024);
 
@@ -98,7 +99,7 @@ impl ApiServer {
         let state = self.clone();
         let drop_gen = self.faults.drop_generation.load(Ordering::SeqCst);
         tokio::spawn(async move {
-            let mut w = WatchWriter { tx, res: res.clone(), table, header_sent: false };
+            let mut w = WatchWriter { tx, res: res.clone(), table, partial, header_sent: false };
             if let Some(msg) = too_old {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": msg, "reason": "Expired", "code": 410});
@@ -114,7 +115,7 @@ impl ApiServer {
                         }
                     }
                     if send_initial == Some(true) {
-                        let bm = bookmark(&res, start_rv, true);
+                        let bm = bookmark(&res, start_rv, true, partial);
                         if w.send_raw("BOOKMARK", bm).await.is_err() {
                             return;
                         }
@@ -145,13 +146,13 @@ impl ApiServer {
                 tokio::select! {
                     _ = &mut deadline => {
                         if bookmarks {
-                            let _ = w.send_raw("BOOKMARK", bookmark(&res, last_rv, false)).await;
+                            let _ = w.send_raw("BOOKMARK", bookmark(&res, last_rv, false, partial)).await;
                         }
                         return;
                     }
                     _ = &mut dropped => return,
                     _ = ticker.tick() => {
-                        if bookmarks && w.send_raw("BOOKMARK", bookmark(&res, last_rv, false)).await.is_err() {
+                        if bookmarks && w.send_raw("BOOKMARK", bookmark(&res, last_rv, false, partial)).await.is_err() {
                             return;
                         }
                     }
@@ -189,6 +190,8 @@ struct WatchWriter {
     tx: mpsc::Sender<Bytes>,
     res: Arc<Resource>,
     table: bool,
+    /// `as=PartialObjectMetadata`: each object as its metadata only, as metadata informers ask.
+    partial: bool,
     header_sent: bool,
 }
 
@@ -200,6 +203,8 @@ impl WatchWriter {
             let t = table::table(&self.res, &[&obj], None, !self.header_sent);
             self.header_sent = true;
             t
+        } else if self.partial {
+            partial_metadata(&obj)
         } else {
             obj
         };
@@ -213,10 +218,13 @@ impl WatchWriter {
     }
 }
 
-fn bookmark(res: &Resource, rv: u64, initial_end: bool) -> Value {
+fn bookmark(res: &Resource, rv: u64, initial_end: bool, partial: bool) -> Value {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    if partial {
+        return json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta});
     }
     json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta})
 }

@@ -193,8 +193,16 @@ fn a_retained_namespace_goes_back_only_to_the_same_owner_and_never_to_be_deleted
     assert_eq!(get("{.status.stateReason}"), "NamespaceConflict");
     assert!(get("{.status.message}").contains("kubectl annotate namespace"), "{}", get("{.status.message}"));
     assert!(bindings(&c, &kept).is_empty(), "no access for the newcomer");
+    // Naming the old owner, with herself as an admin: no more access than it had, or not at all.
+    let posing = ws("lab").in_ns("org").owner("alice").admins(&["mallory"]).deletion_policy(DeletionPolicy::Delete);
+    c.apply(&posing.yaml());
+    c.eventually("the new spec seen", Duration::from_secs(20), || {
+        (get("{.status.observedGeneration}") == get("{.metadata.generation}")).then_some(())
+    });
+    assert_eq!(get("{.status.status}/{.status.stateReason}"), "Failed/NamespaceConflict");
+    assert!(bindings(&c, &kept).is_empty(), "no access for the poser");
     // An administrator hands it over; the new Workspace, asking for Delete, still cannot delete it.
-    c.ok(&["annotate", "namespace", &kept, "workspaces.dev/owner=mallory", "--overwrite"]);
+    c.ok(&["annotate", "namespace", &kept, "workspaces.dev/owner=alice", "workspaces.dev/access-", "--overwrite"]);
     c.ok(&["annotate", "ws", "lab", "-n", "org", "poke=1"]);
     wait_status(&c, "org", "lab", "Available");
     c.ok(&["patch", "ws", "lab", "-n", "org", "--type=merge", "-p", r#"{"spec":{"desiredState":"Deleted"}}"#]);

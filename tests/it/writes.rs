@@ -158,3 +158,20 @@ fn a_class_change_writes_only_what_it_changes_in_each_of_its_workspaces() {
     let unchanged = patch(r#"{"spec": {"access": {"serviceAccountsOutside": true}}}"#);
     assert!(unchanged.is_empty(), "{unchanged:?}");
 }
+
+#[test]
+fn a_child_changed_while_the_operator_was_down_is_restored_when_it_starts() {
+    let (c, op) = with_operator();
+    c.apply(&ws("down").admins(&["bob"]).yaml());
+    wait_status(&c, "default", "down", "Available");
+    let target = target_ns(&c, "default", "down");
+    drop(op);
+    // While no operator runs, someone widens the admins binding and keeps every label and
+    // annotation of the operator's, so nothing in the metadata says it changed.
+    let add = r#"[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"mallory","apiGroup":"rbac.authorization.k8s.io"}}]"#;
+    c.ok(&["patch", "rolebinding", "workspace-admins", "-n", &target, "--type=json", "-p", add]);
+    let _op = Operator::start(&c);
+    let admins = || c.jsonpath(&["get", "rolebinding", "workspace-admins", "-n", &target], "{.subjects[*].name}");
+    c.eventually("the admins restored", Duration::from_secs(20), || (!admins().contains("mallory")).then_some(()));
+    assert!(admins().contains("bob"), "{}", admins());
+}
