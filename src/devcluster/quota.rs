@@ -192,6 +192,34 @@ fn missing_declarations(hard: &Value, pod: &Value) -> Option<String> {
     Some(format!("must specify {}", parts.join("; ")))
 }
 
+/// Can an object of `res` count against quota key `key`? Pods count against compute keys,
+/// claims against storage, every kind against its own count; nothing else. What lets a write of
+/// a kind that no quota of its namespace limits skip the usage sum (kube-apiserver keeps usage
+/// in the quota's status instead of summing it, so a namespace of 20,000 RoleBindings must not
+/// make each write cost 20,000 lookups here).
+fn counts(res: &Resource, key: &str) -> bool {
+    let core = res.group.is_empty();
+    let count = if core { format!("count/{}", res.plural) } else { format!("count/{}.{}", res.plural, res.group) };
+    match (core, res.plural.as_str()) {
+        _ if key == count => true,
+        (true, "pods") => {
+            key == "pods"
+                || key == "cpu"
+                || key == "memory"
+                || key.starts_with("requests.")
+                || key.starts_with("limits.")
+        }
+        (true, "persistentvolumeclaims") => key == "persistentvolumeclaims" || key == "requests.storage",
+        (true, p) => key == p && matches!(p, "configmaps" | "secrets" | "services" | "resourcequotas"),
+        _ => false,
+    }
+}
+
+/// Does some quota among `quotas` limit what objects of `res` use?
+fn limits_kind(quotas: &[Arc<Value>], res: &Resource) -> bool {
+    quotas.iter().any(|q| q["spec"]["hard"].as_object().into_iter().flatten().any(|(k, _)| counts(res, k)))
+}
+
 /// What the objects of a namespace use now.
 fn used(g: &Guard<'_>, cat: &Catalogue, namespace: &str) -> Usage {
     let mut total = Usage::new();
@@ -217,7 +245,7 @@ fn pretty(u: &Usage, keys: &[String]) -> String {
 /// Refuse a create that a quota of its namespace does not allow.
 pub(crate) fn admit_create(g: &Guard<'_>, cat: &Catalogue, res: &Resource, namespace: &str, obj: &Value) -> Result<()> {
     let quotas = quotas(g, namespace);
-    if quotas.is_empty() {
+    if !limits_kind(&quotas, res) {
         return Ok(());
     }
     let name = obj["metadata"]["name"]
@@ -262,9 +290,10 @@ pub(crate) fn admit_create(g: &Guard<'_>, cat: &Catalogue, res: &Resource, names
 
 /// Bring `status` (hard and used) of every quota in `namespace` up to date, as the quota
 /// controller would; a quota whose status is already right is not written.
-pub(crate) fn refresh(g: &mut Guard<'_>, cat: &Catalogue, namespace: &str) {
+pub(crate) fn refresh(g: &mut Guard<'_>, cat: &Catalogue, res: &Resource, namespace: &str) {
     let quotas = quotas(g, namespace);
-    if quotas.is_empty() {
+    let quota_written = res.group.is_empty() && res.plural == "resourcequotas";
+    if quotas.is_empty() || !(quota_written || limits_kind(&quotas, res)) {
         return;
     }
     let used_now = used(g, cat, namespace);
@@ -289,6 +318,25 @@ pub(crate) fn refresh(g: &mut Guard<'_>, cat: &Catalogue, namespace: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_kinds_a_quota_key_counts_make_its_namespace_usage_summed() {
+        let cat = Catalogue::new(&[]);
+        let core = |plural: &str| cat.get("", "v1", plural).expect("a built-in kind");
+        let rbac = cat.get("rbac.authorization.k8s.io", "v1", "rolebindings").expect("RBAC");
+        #[rustfmt::skip]
+        let table = [
+            (core("pods"), "pods", true), (core("pods"), "limits.cpu", true), (core("pods"), "memory", true),
+            (core("pods"), "count/pods", true), (core("pods"), "requests.storage", true),
+            (core("persistentvolumeclaims"), "requests.storage", true), (core("persistentvolumeclaims"), "limits.cpu", false),
+            (core("configmaps"), "configmaps", true), (core("configmaps"), "pods", false),
+            (rbac.clone(), "count/rolebindings.rbac.authorization.k8s.io", true), (rbac.clone(), "pods", false),
+            (rbac, "rolebindings", false),
+        ];
+        for (res, key, counted) in table {
+            assert_eq!(counts(&res, key), counted, "{} {key}", res.plural);
+        }
+    }
 
     #[test]
     fn quantities_parse_and_print_as_kubernetes_writes_them() {

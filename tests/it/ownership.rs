@@ -84,3 +84,38 @@ fn a_second_default_in_a_namespace_is_a_conflict() {
     assert_eq!(c.jsonpath(&["get", "ws", "second", "-n", "org"], "{.status.stateReason}"), "DefaultConflict");
     c.ok(&["wait", "ws/second", "-n", "org", "--for=condition=Stalled", "--timeout=10s"]);
 }
+
+#[test]
+fn a_stale_management_label_never_makes_an_enrolled_namespace_deletable() {
+    let (c, _op) = with_operator();
+    c.ok(&["create", "namespace", "stale"]);
+    // What detaching by hand leaves behind: the operator's management label, saying Managed.
+    c.ok(&["label", "namespace", "stale", "workspaces.dev/enroll-from=default", "workspaces.dev/management=Managed"]);
+    c.ok(&["create", "configmap", "precious", "-n", "stale", "--from-literal=k=v"]);
+    let delete = workspace_operator::crd::DeletionPolicy::Delete;
+    c.apply(&ws("st").enrolled("stale").deletion_policy(delete).yaml());
+    wait_status(&c, "default", "st", "Available");
+    c.ok(&["delete", "ws", "st", "--timeout=20s"]);
+    assert_eq!(
+        c.jsonpath(&["get", "ns", "stale"], "{.status.phase}"),
+        "Active",
+        "an enrolled namespace is never deleted"
+    );
+    assert_eq!(c.jsonpath(&["get", "cm", "precious", "-n", "stale"], "{.data.k}"), "v");
+}
+
+#[test]
+fn deleting_the_crd_is_not_a_teardown_and_keeps_every_namespace() {
+    let (c, _op) = with_operator();
+    let delete = workspace_operator::crd::DeletionPolicy::Delete;
+    c.apply(&ws("kept").deletion_policy(delete).yaml());
+    wait_status(&c, "default", "kept", "Available");
+    let target = crate::common::target_ns(&c, "default", "kept");
+    let access = crate::common::bindings(&c, &target);
+    assert!(!access.is_empty());
+    // An uninstall gone wrong, or a GitOps prune: the CRD goes, with every Workspace.
+    c.ok(&["delete", "crd", "workspaces.workspaces.dev", "--timeout=30s"]);
+    assert!(!c.kubectl(&["get", "crd", "workspaces.workspaces.dev"]).status.success(), "the deletion completes");
+    assert_eq!(c.jsonpath(&["get", "ns", &target], "{.status.phase}"), "Active", "not deleted, whatever the policy");
+    assert_eq!(crate::common::bindings(&c, &target), access, "nothing revoked either");
+}

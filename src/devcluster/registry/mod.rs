@@ -96,7 +96,7 @@ impl ApiServer {
             _ => {}
         }
         if let Some(ns) = namespace {
-            crate::quota::refresh(g, &self.catalogue(), ns);
+            crate::quota::refresh(g, &self.catalogue(), res, ns);
         }
     }
 
