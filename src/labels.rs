@@ -97,7 +97,17 @@ pub fn access_fingerprint(ws: &Workspace) -> String {
         ws.spec.grants.iter().flatten().map(|g| serde_json::to_string(g).unwrap_or_default()).collect();
     grants.sort();
     grants.dedup();
-    let access = serde_json::json!({"admins": admins, "grants": grants, "authType": ws.spec.auth_type.as_str()});
+    access_hash(&admins, &grants, ws.spec.auth_type.as_str())
+}
+
+/// The access fingerprint of a Workspace with nobody but its owner: what a namespace retained
+/// before the fingerprint was recorded is taken to have had.
+pub fn owner_only_access() -> String {
+    access_hash(&[], &[], crate::crd::AuthType::Private.as_str())
+}
+
+fn access_hash(admins: &[String], grants: &[String], auth_type: &str) -> String {
+    let access = serde_json::json!({"admins": admins, "grants": grants, "authType": auth_type});
     short_hash(&access.to_string())
 }
 

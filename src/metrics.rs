@@ -46,10 +46,11 @@ struct Streak {
 }
 
 /// A watch that has failed again and again for this long is stalled (kube-runtime's backoff
-/// retries at least every 30 s, so a stalled watch fails again within `QUIET`)...
+/// caps at 30 s, plus as much jitter, plus the request's own time, so a stalled watch fails
+/// again within `QUIET`)...
 const STALLED_AFTER: Duration = Duration::from_secs(20);
 /// ...and one that has not failed for this long has recovered, even without an event since.
-const QUIET: Duration = Duration::from_secs(45);
+const QUIET: Duration = Duration::from_secs(120);
 
 impl Streak {
     fn record(&mut self, ok: bool, now: Instant) {
@@ -306,8 +307,8 @@ mod streak_tests {
             (&[0], false, 31, false),                       // one failure, silently recovered
             (&[0, 1, 3, 6, 12, 25], false, 30, true),       // backing off, still failing
             (&[0, 1, 3, 6, 12, 25], true, 30, false),       // an event came: recovered
-            (&[0, 1, 3, 6, 12, 25], false, 80, false),      // quiet for longer than a retry
-            (&[0, 1, 3, 100, 101], false, 102, false),      // a new run of failures starts afresh
+            (&[0, 1, 3, 6, 12, 25], false, 150, false),     // quiet for longer than a retry
+            (&[0, 1, 3, 200, 201], false, 202, false),      // a new run of failures starts afresh
         ];
         for (failures, recovered, asked, stalled) in table {
             let mut s = Streak::default();

@@ -135,8 +135,13 @@ impl Child for NetworkPolicy {
 fn same_amounts(a: &BTreeMap<String, Quantity>, b: &BTreeMap<String, Quantity>) -> bool {
     a.len() == b.len()
         && a.iter().all(|(k, q)| {
-            b.get(k).is_some_and(|w| w.0 == q.0 || (amount(&w.0).is_some() && amount(&w.0) == amount(&q.0)))
+            b.get(k).is_some_and(|w| w.0 == q.0 || amount(&w.0).zip(amount(&q.0)).is_some_and(|(x, y)| close(x, y)))
         })
+}
+
+/// Equal but for floating-point rounding (`0.7` and `700m` are not exactly equal as f64).
+fn close(x: f64, y: f64) -> bool {
+    (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
 }
 
 /// `want` with the fingerprint of its content (everything but the fingerprint) as an annotation.

@@ -499,12 +499,17 @@ async fn withdraw_access(ctx: &Context, obs: &Observation) -> Result<bool> {
 /// Every kind of child, applied in turn; true when some write has yet to show in the caches.
 async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> Result<bool> {
     let Children { bindings, quota, limit_range, network_policy } = children;
-    // The limits and the isolation first: access is never granted to a namespace without them.
-    let a = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
-    let b = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
-    let c = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
-    let d = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
-    Ok(a || b || c || d)
+    // Access that goes is revoked first and access that comes is granted last, after the
+    // limits and the isolation: a write that fails in between never leaves more access than
+    // either the old or the new state gives.
+    let wanted: Vec<String> = bindings.iter().map(|b| b.name_any()).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let a = apply::prune(ctx, &obs.target, &wanted, &obs.bindings).await?;
+    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
+    let c = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
+    let d = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
+    let e = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
+    Ok(a || b || c || d || e)
 }
 
 // ----- the Workspace deleted ---------------------------------------------------------------------

@@ -115,14 +115,16 @@ pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
         // create (not edit) Workspaces here cannot inherit another team's data, name themselves
         // admins of it, or shed its inert state by enrolling it.
         let recorded_owner = ann.get(labels::OWNER_ANNOTATION);
-        let same_access = ann.get(labels::ACCESS_ANNOTATION).is_none_or(|a| *a == labels::access_fingerprint(ws));
+        let recorded_access = ann.get(labels::ACCESS_ANNOTATION).cloned().unwrap_or_else(labels::owner_only_access);
+        // `*`: an administrator handed it over to whatever access the next Workspace asks for.
+        let same_access = recorded_access == "*" || recorded_access == labels::access_fingerprint(ws);
         let same_kind = ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(ws.spec.management.as_str());
         if recorded_owner == Some(&ws.spec.owner) && same_access && same_kind {
             return Ownership::Adoptable;
         }
         let owner = recorded_owner.map_or("someone else", String::as_str);
         return Ownership::Foreign(format!(
-            "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner, admins, grants, authType and management; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> {}- --overwrite`",
+            "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner, admins, grants, authType and management; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> '{}=*' --overwrite`",
             labels::OWNER_ANNOTATION,
             labels::ACCESS_ANNOTATION
         ));
@@ -243,12 +245,16 @@ mod tests {
         let access = labels::access_fingerprint(&managed);
         let mut kept_with_access = KEPT.to_vec();
         kept_with_access.push((labels::ACCESS_ANNOTATION, &access));
+        let mut handed_over = KEPT.to_vec();
+        handed_over.push((labels::ACCESS_ANNOTATION, "*"));
         #[rustfmt::skip]
         let table: Vec<(&str, &Workspace, Namespace, Option<Ownership>)> = vec![
             ("recorded uid is ours", &managed, ns("x", &[], &OWNED), Some(Ownership::Ours)),
             ("same name, earlier uid, same owner", &managed, ns("x", &MANAGED, &KEPT), Some(Ownership::Adoptable)),
             ("same owner, wider access", &with_admin, ns("x", &MANAGED, &kept_with_access), None),
             ("same owner, same access", &managed, ns("x", &MANAGED, &kept_with_access), Some(Ownership::Adoptable)),
+            ("same owner, handed over to any access", &with_admin, ns("x", &MANAGED, &handed_over), Some(Ownership::Adoptable)),
+            ("same owner, wider than an unrecorded owner-only", &with_admin, ns("x", &MANAGED, &KEPT), None),
             ("same owner, enrolled over a kept Managed one", &enrolled, ns("x", &MANAGED, &KEPT), None),
             ("same name, earlier uid, another owner", &managed, ns("x", &[], &KEPT_FOR_ANOTHER), None),
             ("another Workspace's", &managed, ns("x", &[], &OTHERS), None),

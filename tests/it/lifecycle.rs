@@ -202,7 +202,7 @@ fn a_retained_namespace_goes_back_only_to_the_same_owner_and_never_to_be_deleted
     assert_eq!(get("{.status.status}/{.status.stateReason}"), "Failed/NamespaceConflict");
     assert!(bindings(&c, &kept).is_empty(), "no access for the poser");
     // An administrator hands it over; the new Workspace, asking for Delete, still cannot delete it.
-    c.ok(&["annotate", "namespace", &kept, "workspaces.dev/owner=alice", "workspaces.dev/access-", "--overwrite"]);
+    c.ok(&["annotate", "namespace", &kept, "workspaces.dev/owner=alice", "workspaces.dev/access=*", "--overwrite"]);
     c.ok(&["annotate", "ws", "lab", "-n", "org", "poke=1"]);
     wait_status(&c, "org", "lab", "Available");
     c.ok(&["patch", "ws", "lab", "-n", "org", "--type=merge", "-p", r#"{"spec":{"desiredState":"Deleted"}}"#]);

@@ -406,10 +406,13 @@ fn readiness_fails_while_the_workspace_watch_keeps_failing_and_returns_when_it_r
         (p.get("/readyz")?.0 == 503).then_some(())
     });
     c.server.faults().clear();
-    crate::common::eventually("/readyz 200 once recovered", Duration::from_secs(60), || {
+    // It reconciles again once the watch's backoff (up to 30 s and jitter by now) has run out,
+    // and the watch that delivers the change is ready again.
+    c.apply(&crate::common::ws("after").yaml());
+    c.eventually("default/after Available", Duration::from_secs(90), || {
+        (c.jsonpath(&["get", "ws", "after"], "{.status.status}") == "Available").then_some(())
+    });
+    crate::common::eventually("/readyz 200 once recovered", Duration::from_secs(20), || {
         (p.get("/readyz")?.0 == 200).then_some(())
     });
-    // And it reconciles again.
-    c.apply(&crate::common::ws("after").yaml());
-    crate::common::wait_status(&c, "default", "after", "Available");
 }
