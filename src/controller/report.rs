@@ -2,6 +2,7 @@
 //! finalizer, the status, and an Event for each change of state. Each is written only when it
 //! differs from what the Workspace already carries.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -92,18 +93,24 @@ pub async fn status(
     }
     *ws = patched;
     if old.and_then(|s| s.status) != Some(outcome.state) {
-        let note = Note {
-            warning: matches!(outcome.state, State::Failed | State::DeleteFailed) || cause.is_some(),
-            reason: cause.unwrap_or(outcome.reason.as_str()),
-            action: outcome.state.as_str(),
-            message: format!("{}: {}", outcome.state.as_str(), outcome.message),
-        };
-        // An event that cannot be recorded must not fail the reconcile.
-        if let Err(e) = ctx.recorder.publish(&note, &ws.object_ref(&())).await {
-            warn!(error = %e, "recording event");
-        }
+        state_changed(ctx, outcome, cause, &ws.object_ref(&())).await;
     }
     Ok(())
+}
+
+/// Record a change of state as an Event on `object`: a warning for a failure or when an error
+/// (`cause`, its category) brought it.
+pub async fn state_changed(ctx: &Context, outcome: &Outcome, cause: Option<&'static str>, object: &ObjectReference) {
+    let note = Note {
+        warning: matches!(outcome.state, State::Failed | State::DeleteFailed) || cause.is_some(),
+        reason: cause.unwrap_or(outcome.reason.as_str()),
+        action: outcome.state.as_str(),
+        message: format!("{}: {}", outcome.state.as_str(), outcome.message),
+    };
+    // An event that cannot be recorded must not fail the reconcile.
+    if let Err(e) = ctx.recorder.publish(&note, object).await {
+        warn!(error = %e, "recording event");
+    }
 }
 
 /// Let the Workspace go: its finalizer is the last thing the operator removes.

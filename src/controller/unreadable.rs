@@ -12,9 +12,8 @@ use tracing::warn;
 
 use crate::controller::error::{ObserveError, ReportError, Result};
 use crate::controller::status::{self, Outcome};
-use crate::controller::{Context, observe};
+use crate::controller::{Context, observe, report};
 use crate::crd::{DesiredState, State, StateReason, Workspace, WorkspaceStatus};
-use crate::events::Note;
 use crate::labels;
 
 /// What an unreadable Workspace says about itself. A Workspace being deleted keeps its
@@ -81,15 +80,8 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
         .await
         .map_err(ReportError::Status)?;
     if old.and_then(|s| s.status) != Some(outcome.state) {
-        let note = Note {
-            warning: true,
-            reason: outcome.reason.as_str(),
-            action: outcome.state.as_str(),
-            message: format!("{}: {}", outcome.state.as_str(), outcome.message),
-        };
-        if let Err(e) = ctx.recorder.publish(&note, &patched.object_ref(&ApiResource::erase::<Workspace>(&()))).await {
-            warn!(error = %e, "recording event");
-        }
+        let object = patched.object_ref(&ApiResource::erase::<Workspace>(&()));
+        report::state_changed(ctx, &outcome, None, &object).await;
     }
     Ok(Action::await_change())
 }
