@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a write is expected to take to reach the caches.
-const GRACE: Duration = Duration::from_secs(5);
+pub const GRACE: Duration = Duration::from_secs(5);
 
 pub struct Expectations<K> {
     written: Mutex<HashMap<K, (Option<String>, Instant)>>,

@@ -47,6 +47,12 @@ impl ByNamespace {
         }
     }
 
+    /// The namespaces that hold at least one object.
+    pub fn namespaces(&self) -> Vec<String> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.live.keys().cloned().collect()
+    }
+
     /// Names of the objects in `namespace`.
     pub fn names(&self, namespace: &str) -> Vec<String> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -85,6 +91,9 @@ mod tests {
         idx.apply(&Event::Delete(rb("a", "x")));
         assert_eq!(idx.names("a"), ["y"]);
         assert_eq!(idx.names("b"), ["x"]);
+        let mut namespaces = idx.namespaces();
+        namespaces.sort();
+        assert_eq!(namespaces, ["a", "b"]);
         // During a relist the old view stays; when it completes, only what it listed remains.
         idx.apply(&Event::<RoleBinding>::Init);
         idx.apply(&Event::InitApply(rb("c", "z")));

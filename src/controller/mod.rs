@@ -84,6 +84,7 @@ pub struct Context {
     pub settings: Settings,
     recorder: Recorder,
     workspaces: Store<Guarded>,
+    workspaces_by_ns: ByNamespace,
     namespaces: Store<Namespace>,
     bindings: Store<PartialObjectMeta<RoleBinding>>,
     bindings_by_ns: ByNamespace,
@@ -149,6 +150,8 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     };
     let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
     let (ws_store, ws_writer) = reflector::store();
+    let ws_index = ByNamespace::default();
+    let ws_indexer = ws_index.clone();
     let metrics = config.metrics.clone().unwrap_or_default();
     let ws_stream = watcher(workspaces, watcher::Config::default())
         .default_backoff()
@@ -164,6 +167,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
             }
         })
         .modify(strip)
+        .inspect_ok(move |ev| ws_indexer.apply(ev))
         .reflect(ws_writer)
         .touched_objects();
     let (ns_store, ns_writer) = reflector::store();
@@ -236,11 +240,34 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         }
     };
 
+    // Workspaces are listed only once every child cache has synced: a reconcile before then
+    // would take a missing child for one to create. Waiting here, not in reconcile, means no
+    // reconcile is spent (and requeued on a timer) while they fill.
+    let children_synced = {
+        let (ns, rb, q) = (ns_store.clone(), rb_store.clone(), q_store.clone());
+        let (lr, np, class) = (lr_store.clone(), np_store.clone(), class_store.clone());
+        async move {
+            let _ = futures::join!(
+                ns.wait_until_ready(),
+                rb.wait_until_ready(),
+                q.wait_until_ready(),
+                lr.wait_until_ready(),
+                np.wait_until_ready(),
+                class.wait_until_ready()
+            );
+        }
+    };
+    let ws_stream = futures::stream::once(async move {
+        children_synced.await;
+        ws_stream
+    })
+    .flatten();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), labels::FIELD_MANAGER, std::env::var("POD_NAME").ok()),
         client,
         settings: config.settings.clone(),
         workspaces: ws_store.clone(),
+        workspaces_by_ns: ws_index,
         namespaces: ns_store,
         bindings: rb_store,
         bindings_by_ns: rb_index,
@@ -311,10 +338,10 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         // Come back: a lapse may be brief, and the change that triggered this must not be lost.
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    // Until the child caches have synced, a missing child means nothing: a reconcile right
-    // after a start would re-create what exists (the Controller only waits for Workspaces).
-    // Check without waiting: these caches fill only while the Controller polls its streams,
-    // which it stops doing while every reconcile slot is taken.
+    // The Workspace watch starts only once the child caches have synced (see run_until), so
+    // this holds; it stays as a guard, since a missing child means nothing before then. Check
+    // without waiting: the caches fill only while the Controller polls its streams, which it
+    // stops doing while every reconcile slot is taken.
     let synced = is_synced(&ctx.namespaces)
         && is_synced(&ctx.bindings)
         && is_synced(&ctx.quotas)
@@ -331,8 +358,9 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     };
     ctx.metrics.set_unreadable(&labels::workspace_key(ws), false);
     if ctx.expect.pending(&report::workspace_key(ws), ws.resource_version().as_deref()) {
-        // Our own last write has not reached the cache; its watch event will bring us back.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        // Our own last write has not reached the cache; its watch event will bring us back (the
+        // timer only in case it never comes: by then the cache is trusted again).
+        return Ok(Action::requeue(expectations::GRACE));
     }
     let result = if ws.metadata.deletion_timestamp.is_some() {
         finalize(ws, &ctx).await
@@ -401,7 +429,8 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
     }
     report::status(&mut ws, ctx, &obs.target, &outcome, None).await?;
     Ok(match (outcome.state, outcome.reason) {
-        _ if settling => Action::requeue(Duration::from_secs(2)),
+        // A write has yet to show in a child cache: its watch event brings the Workspace back.
+        _ if settling => Action::requeue(expectations::GRACE),
         (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
         (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
         (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),

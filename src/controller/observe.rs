@@ -3,7 +3,7 @@
 //! caches cannot know about (they hold only namespaces labelled as the operator's): the target,
 //! and the organization's own when its class offers itself to some organizations only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
@@ -69,11 +69,16 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         Some(name) => ctx.classes.get(&ObjectRef::new(name)),
         None => default_class(&ctx.classes.state()),
     };
-    let older_default = if teardown {
-        None
-    } else {
-        let all = ctx.workspaces.state();
-        plan::older_default(ws, all.iter().filter_map(|w| w.0.as_ref().ok()))
+    // Only a default looks at its neighbours, and only at those of its own namespace: a scan
+    // of every Workspace per reconcile would make a fleet's convergence quadratic.
+    let older_default = match ws.namespace() {
+        Some(org) if ws.spec.is_default && !teardown => {
+            let same: Vec<_> = (ctx.workspaces_by_ns.names(&org).into_iter())
+                .filter_map(|name| ctx.workspaces.get(&ObjectRef::new(&name).within(&org)))
+                .collect();
+            plan::older_default(ws, same.iter().filter_map(|w| w.0.as_ref().ok()))
+        }
+        _ => None,
     };
     let selects = class.as_ref().is_some_and(|c| c.spec.organizations.is_some());
     let organization_labels = match ws.namespace() {
@@ -81,11 +86,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         _ => None,
     };
     let organizations = match (&ws.spec.namespace, ws.spec.management) {
-        (Some(_), Management::Managed) if !teardown => {
-            let all = ctx.workspaces.state();
-            let names: BTreeSet<String> = all.iter().filter_map(|w| ResourceExt::namespace(&**w)).collect();
-            names.into_iter().collect()
-        }
+        (Some(_), Management::Managed) if !teardown => ctx.workspaces_by_ns.namespaces(),
         _ => Vec::new(),
     };
     let mut obs =
