@@ -3,11 +3,30 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
 
 #[derive(Default)]
 pub struct Counters {
     counts: Mutex<BTreeMap<(String, String), u64>>,
     log: Mutex<Option<Vec<RequestRecord>>>,
+    capturing: AtomicBool,
+    captured: Mutex<Vec<Captured>>,
+}
+
+/// A request whole, as its client sent it (after authentication), so that a benchmark can send
+/// the very same requests to another server.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Who asked (after impersonation).
+    pub user: String,
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub content_type: String,
+    pub accept: String,
+    pub body: Bytes,
 }
 
 /// One request as seen by the server.
@@ -70,5 +89,25 @@ impl Counters {
 
     pub fn take_log(&self) -> Vec<RequestRecord> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
+    }
+
+    /// Start keeping every request whole, bodies included (see `Captured`).
+    pub fn start_capture(&self) {
+        self.captured.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.capturing.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop keeping requests whole; what was kept, in the order it arrived.
+    pub fn take_capture(&self) -> Vec<Captured> {
+        self.capturing.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.captured.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn capturing(&self) -> bool {
+        self.capturing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn capture(&self, c: Captured) {
+        self.captured.lock().unwrap_or_else(|p| p.into_inner()).push(c);
     }
 }

@@ -58,6 +58,6 @@ mod validation;
 mod watch;
 mod yaml;
 
-pub use counters::{Counters, RequestRecord, WRITE_VERBS};
+pub use counters::{Captured, Counters, RequestRecord, WRITE_VERBS};
 pub use faults::{FaultKind, FaultRule, Faults};
 pub use kit::{Background, DevCluster, Handle, kubeconfig_for};

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::auth::UserInfo;
+use crate::counters::Captured;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
@@ -81,6 +82,16 @@ async fn handle(
     let query = parts.uri.query().unwrap_or("").to_string();
     let mut req = Req::new(parts.method, parts.uri.path().to_string(), &query, parts.headers, body);
     req.user = user;
+    if state.counters.capturing() {
+        state.counters.capture(Captured {
+            user: req.user.name.clone(),
+            method: req.method.to_string(),
+            uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            content_type: req.header("content-type").to_string(),
+            accept: req.header("accept").to_string(),
+            body: req.body.clone(),
+        });
+    }
     // A handler that fails unexpectedly still answers: a Status, never a dropped connection.
     let reply = match std::panic::AssertUnwindSafe(state.handle(req)).catch_unwind().await {
         Ok(reply) => reply,

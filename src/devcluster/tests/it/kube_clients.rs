@@ -269,3 +269,40 @@ async fn a_metadata_watch_carries_metadata_only() {
     .await;
     task.abort();
 }
+
+/// A benchmark replays what a client sent: the capture keeps each request whole (who, method,
+/// path and query, content type, body), in order, and only while it is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_keeps_requests_whole_and_in_order_only_while_on() {
+    let c = Cluster::start();
+    let client = c.server.client();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns = |name: &str| Namespace {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        ..Default::default()
+    };
+    nss.create(&PostParams::default(), &ns("before")).await.expect("namespace");
+    c.server.counters().start_capture();
+    nss.create(&PostParams::default(), &ns("during")).await.expect("namespace");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "during");
+    api.create(&PostParams::default(), &cm("one", 1)).await.expect("create");
+    api.get("one").await.expect("get");
+    let captured = c.server.counters().take_capture();
+    nss.create(&PostParams::default(), &ns("after")).await.expect("namespace");
+    assert!(c.server.counters().take_capture().is_empty(), "nothing kept once taken");
+    // The path as sent (kube-rs may add an empty query).
+    let path = |uri: &str| uri.split('?').next().unwrap_or_default().to_string();
+    let seen: Vec<(&str, String)> = captured.iter().map(|r| (r.method.as_str(), path(&r.uri))).collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST", "/api/v1/namespaces".to_string()),
+            ("POST", "/api/v1/namespaces/during/configmaps".to_string()),
+            ("GET", "/api/v1/namespaces/during/configmaps/one".to_string()),
+        ]
+    );
+    let body: serde_json::Value = serde_json::from_slice(&captured[1].body).expect("JSON body");
+    assert_eq!(body["data"]["n"], "1");
+    assert_eq!(captured[1].content_type, "application/json");
+    assert!(captured.iter().all(|r| r.user == captured[0].user && !r.user.is_empty()));
+}
