@@ -105,6 +105,47 @@ pub fn keep_other_writers(meta: &mut ObjectMeta) {
     meta.managed_fields = (!others.is_empty()).then_some(others);
 }
 
+/// What a cached child keeps of its labels and annotations: the Workspace it belongs to (which
+/// routes its events and tells whose it is) and one digest of the six the operator sets. Two
+/// small maps per child were most of the cache; anyone who may create RoleBindings bearing
+/// the operator's labels now costs the operator their names, not their maps.
+pub const CACHED_MARKS: &str = "workspaces.dev/cached-marks";
+const MARK_LABELS: [&str; 3] = [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME];
+const MARK_ANNOTATIONS: [&str; 3] = [labels::WORKSPACE_ANNOTATION, labels::UID_ANNOTATION, labels::APPLIED_ANNOTATION];
+
+/// A digest of the operator's own labels and annotations on an object, present or not. Only
+/// ever compared within one process, so the hasher need not be stable across versions.
+pub fn marks(meta: &ObjectMeta) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for (keys, map) in [(&MARK_LABELS, &meta.labels), (&MARK_ANNOTATIONS, &meta.annotations)] {
+        for k in keys {
+            (k, map.as_ref().and_then(|m| m.get(*k))).hash(&mut h);
+        }
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// A child's metadata as the cache keeps it: what `sync` and `prune` read (name, version, uid,
+/// other writers, deletion) and its marks; nothing else.
+pub fn compact(meta: &mut ObjectMeta) {
+    keep_other_writers(meta);
+    let mut annotations = BTreeMap::from([(CACHED_MARKS.to_string(), marks(meta))]);
+    if let Some(ws) = meta.annotations.as_mut().and_then(|a| a.remove(labels::WORKSPACE_ANNOTATION)) {
+        annotations.insert(labels::WORKSPACE_ANNOTATION.into(), ws);
+    }
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        uid: meta.uid.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        managed_fields: meta.managed_fields.take(),
+        annotations: Some(annotations),
+        ..Default::default()
+    };
+}
+
 impl Child for RoleBinding {
     const KIND: Kind = Kind::RoleBinding;
     /// roleRef is immutable.
@@ -157,10 +198,10 @@ fn child_ref<K: Child>(namespace: &str, name: &str) -> ChildRef {
     ChildRef::new(K::KIND, Some(namespace), name)
 }
 
-/// Is every label and annotation of `want` on `have` (others may be there too)?
+/// Does the cached child (see `compact`) carry the operator's labels and annotations as `want`
+/// has them (others may have added their own)?
 fn labelled_as<H: Resource, K: Resource>(have: &H, want: &K) -> bool {
-    let sub = |h: &BTreeMap<String, String>, w: &BTreeMap<String, String>| w.iter().all(|(k, v)| h.get(k) == Some(v));
-    sub(have.labels(), want.labels()) && sub(have.annotations(), want.annotations())
+    have.annotations().get(CACHED_MARKS) == Some(&marks(want.meta()))
 }
 
 /// Make the Workspace's children of one kind in `namespace` exactly `want`: apply what differs
@@ -328,5 +369,65 @@ pub async fn delete_namespace(ctx: &Context, ns: &Namespace) -> Result<(), Apply
         }
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(source) => Err(ApplyError::Delete { child: ChildRef::namespace(&name), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
+        let map = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        ObjectMeta {
+            name: Some("workspace-admins".into()),
+            namespace: Some("ws-a".into()),
+            resource_version: Some("7".into()),
+            uid: Some("u-1".into()),
+            creation_timestamp: None,
+            labels: map(labels),
+            annotations: map(annotations),
+            finalizers: Some(vec!["x".into()]),
+            ..Default::default()
+        }
+    }
+
+    const OURS: [(&str, &str); 3] = [
+        (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+        (labels::WORKSPACE_NAMESPACE, "team-a"),
+        (labels::WORKSPACE_NAME, "a"),
+    ];
+    const NOTES: [(&str, &str); 3] = [
+        (labels::WORKSPACE_ANNOTATION, "team-a/a"),
+        (labels::UID_ANNOTATION, "w-1"),
+        (labels::APPLIED_ANNOTATION, "f1"),
+    ];
+
+    #[test]
+    fn a_cached_child_keeps_its_workspace_and_a_digest_of_the_operators_marks_only() {
+        let want = child(&OURS, &NOTES);
+        let mut cached = child(&[&OURS[..], &[("team", "x")]].concat(), &[&NOTES[..], &[("note", "y")]].concat());
+        compact(&mut cached);
+        assert_eq!(cached.name.as_deref(), Some("workspace-admins"));
+        assert_eq!((cached.resource_version.as_deref(), cached.uid.as_deref()), (Some("7"), Some("u-1")));
+        assert_eq!(cached.labels, None);
+        assert_eq!(cached.finalizers, None);
+        let kept: Vec<&str> = cached.annotations.iter().flatten().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kept, [CACHED_MARKS, labels::WORKSPACE_ANNOTATION]);
+        assert_eq!(cached.annotations.as_ref().unwrap()[CACHED_MARKS], marks(&want), "others' keys do not count");
+    }
+
+    #[test]
+    fn a_mark_removed_or_changed_is_told_from_the_wanted_one() {
+        let want = marks(&child(&OURS, &NOTES));
+        let cases = [
+            ("a label removed", child(&OURS[..2], &NOTES)),
+            ("a label changed", child(&[OURS[0], OURS[1], (labels::WORKSPACE_NAME, "b")], &NOTES)),
+            ("an older fingerprint", child(&OURS, &[NOTES[0], NOTES[1], (labels::APPLIED_ANNOTATION, "f0")])),
+            ("another Workspace's", child(&OURS, &[(labels::WORKSPACE_ANNOTATION, "team-a/b"), NOTES[1], NOTES[2]])),
+        ];
+        for (case, mut meta) in cases {
+            compact(&mut meta);
+            assert_ne!(meta.annotations.unwrap()[CACHED_MARKS], want, "{case}");
+        }
     }
 }

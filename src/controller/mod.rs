@@ -111,13 +111,10 @@ fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
-/// A child is cached as its metadata; of its managedFields only who else owns some of its
-/// content (see `apply::Child::drifted`).
+/// A child is cached as its metadata, and of that only what the applier reads (see
+/// `apply::compact`).
 fn strip_child<K: Resource>(obj: &mut K) {
-    apply::keep_other_writers(obj.meta_mut());
-    if let Some(a) = obj.meta_mut().annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    apply::compact(obj.meta_mut());
 }
 
 /// Report each event of a watch to the health /readyz answers from. Every list attempt begins
@@ -199,7 +196,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         // Quotas are compared by spec; the status (hard and used, rewritten by the quota
         // controller) is most of a quota's size.
         .modify(|q: &mut ResourceQuota| {
-            strip(q);
+            apply::compact(&mut q.metadata);
             q.status = None;
         })
         .reflect(q_writer)
