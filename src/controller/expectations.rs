@@ -15,7 +15,15 @@ use std::time::{Duration, Instant};
 pub const GRACE: Duration = Duration::from_secs(5);
 
 pub struct Expectations<K> {
-    written: Mutex<HashMap<K, (Option<String>, Instant)>>,
+    written: Mutex<HashMap<K, Written>>,
+}
+
+struct Written {
+    /// The version the write left (None: deleted).
+    rv: Option<String>,
+    at: Instant,
+    /// A reconcile found the write not yet in the cache and waits for its watch event.
+    awaited: bool,
 }
 
 impl<K> Default for Expectations<K> {
@@ -27,26 +35,42 @@ impl<K> Default for Expectations<K> {
 impl<K: Eq + Hash + Clone> Expectations<K> {
     /// Record a write of `key` that left it at `rv` (None: deleted).
     pub fn wrote(&self, key: &K, rv: Option<String>) {
-        self.lock().insert(key.clone(), (rv, Instant::now()));
+        self.lock().insert(key.clone(), Written { rv, at: Instant::now(), awaited: false });
     }
 
-    /// Is a recent write of `key` not yet visible in a cache that shows `cached_rv`?
+    /// Is a recent write of `key` not yet visible in a cache that shows `cached_rv`? A yes
+    /// means the caller waits for the write's watch event.
     pub fn pending(&self, key: &K, cached_rv: Option<&str>) -> bool {
         let mut w = self.lock();
-        let Some((rv, at)) = w.get(key) else { return false };
-        let caught_up = rv.as_deref() == cached_rv;
-        if caught_up || at.elapsed() > GRACE {
+        let Some(written) = w.get_mut(key) else { return false };
+        let caught_up = written.rv.as_deref() == cached_rv;
+        if caught_up || written.at.elapsed() > GRACE {
             w.remove(key);
             return false;
         }
+        written.awaited = true;
         true
+    }
+
+    /// The watch shows `key` at `rv`. True when that is the operator's own write and no
+    /// reconcile waits for it: the reconcile that wrote it has done its work, so the event need
+    /// not start another. The expectation is settled then.
+    pub fn echo(&self, key: &K, rv: Option<&str>) -> bool {
+        let mut w = self.lock();
+        match w.get(key) {
+            Some(written) if written.rv.as_deref() == rv && rv.is_some() && !written.awaited => {
+                w.remove(key);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn forget(&self, key: &K) {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Option<String>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Written>> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -107,6 +131,22 @@ mod tests {
         e.wrote(&"b", None);
         assert!(e.pending(&"b", Some("3")), "deleted, cache still has it");
         assert!(!e.pending(&"b", None));
+    }
+
+    #[test]
+    fn only_an_echo_of_the_operators_own_write_that_nobody_awaits_is_dropped() {
+        let e = Expectations::default();
+        assert!(!e.echo(&"a", Some("5")), "no write of ours: a real change");
+        e.wrote(&"a", Some("5".into()));
+        assert!(!e.echo(&"a", Some("4")), "someone else's version");
+        assert!(e.echo(&"a", Some("5")), "our own write, nobody waiting");
+        assert!(!e.pending(&"a", Some("4")), "settled by the echo");
+        assert!(!e.echo(&"a", Some("5")), "once only: a later event at that version is not ours to drop");
+        e.wrote(&"b", Some("7".into()));
+        assert!(e.pending(&"b", Some("6")), "a reconcile now waits for it");
+        assert!(!e.echo(&"b", Some("7")), "its event must wake that reconcile");
+        e.wrote(&"c", None);
+        assert!(!e.echo(&"c", None), "a deletion is never dropped");
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct Context {
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// Writes the caches have not shown yet.
-    expect: Expectations<Key>,
+    expect: Arc<Expectations<Key>>,
     /// The versions of children as the operator last wrote or found them.
     versions: Versions<Key>,
     pub metrics: Arc<Metrics>,
@@ -132,6 +132,24 @@ fn watch_health<K, E>(
     }
 }
 
+/// Keep a child's watch event as a trigger unless it only shows the operator's own write that
+/// no reconcile waits for (see `Expectations::echo`). The cache takes it either way.
+fn not_an_echo<K: Resource>(
+    expect: &Arc<Expectations<Key>>,
+    kind: apply::Kind,
+) -> impl Fn(&watcher::Event<K>) -> future::Ready<bool> + use<K> {
+    let expect = expect.clone();
+    move |event| {
+        future::ready(match event {
+            watcher::Event::Apply(o) => {
+                let key = Key::Child(apply::ChildRef::new(kind, o.meta().namespace.as_deref(), &o.name_any()));
+                !expect.echo(&key, o.meta().resource_version.as_deref())
+            }
+            _ => true,
+        })
+    }
+}
+
 /// The Workspace named in a child's annotation.
 fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Guarded>> {
     let key = obj.annotations().get(labels::WORKSPACE_ANNOTATION)?;
@@ -146,6 +164,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         None => Api::all(client.clone()),
     };
     let children = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
+    let expect: Arc<Expectations<Key>> = Arc::default();
     let (ws_store, ws_writer) = reflector::store();
     let ws_index = ByNamespace::default();
     let ws_indexer = ws_index.clone();
@@ -188,6 +207,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .modify(strip_child)
         .inspect_ok(move |ev| indexer.apply(ev))
         .reflect(rb_writer)
+        .try_filter(not_an_echo(&expect, apply::Kind::RoleBinding))
         .touched_objects();
     let (q_store, q_writer) = reflector::store();
     let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children.clone())
@@ -200,6 +220,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
             q.status = None;
         })
         .reflect(q_writer)
+        .try_filter(not_an_echo(&expect, apply::Kind::ResourceQuota))
         .touched_objects();
     let (lr_store, lr_writer) = reflector::store();
     let lr_stream = watcher(Api::<PartialObjectMeta<LimitRange>>::all(client.clone()), children.clone())
@@ -207,6 +228,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .inspect(watch_health(&metrics, "limitranges"))
         .modify(strip_child)
         .reflect(lr_writer)
+        .try_filter(not_an_echo(&expect, apply::Kind::LimitRange))
         .touched_objects();
     let (np_store, np_writer) = reflector::store();
     let np_stream = watcher(Api::<PartialObjectMeta<NetworkPolicy>>::all(client.clone()), children.clone())
@@ -214,6 +236,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .inspect(watch_health(&metrics, "networkpolicies"))
         .modify(strip_child)
         .reflect(np_writer)
+        .try_filter(not_an_echo(&expect, apply::Kind::NetworkPolicy))
         .touched_objects();
     let (class_store, class_writer) = reflector::store();
     let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
@@ -273,7 +296,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         network_policies: np_store,
         classes: class_store,
         failures: Mutex::default(),
-        expect: Expectations::default(),
+        expect: expect.clone(),
         versions: Versions::default(),
         metrics,
         fence: config.fence.clone(),
