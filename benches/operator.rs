@@ -296,6 +296,10 @@ fn rebuilt(c: &Captured) -> (String, Vec<u8>) {
             if meta.remove("resourceVersion").is_some() {
                 body = serde_json::to_vec(&v).unwrap_or(body);
             }
+        } else if let Some(pre) = v.get_mut("preconditions").and_then(Value::as_object_mut) {
+            // A delete's uid and version are the first server's.
+            pre.clear();
+            body = serde_json::to_vec(&v).unwrap_or(body);
         }
     }
     (uri, body)
@@ -330,17 +334,26 @@ fn replay(rt: &tokio::runtime::Runtime, watches: &[Captured], work: Vec<Captured
     });
     let operator_user = watches.first().map(|w| w.user.clone()).unwrap_or_default();
     let client_of = |c: &Captured| if c.user == operator_user { operator.clone() } else { admin.clone() };
+    let (opened, mut open) = tokio::sync::mpsc::channel(watches.len().max(1));
     let drains: Vec<_> = watches
         .iter()
         .map(|w| {
-            let (client, w) = (client_of(w), w.clone());
+            let (client, w, opened) = (client_of(w), w.clone(), opened.clone());
             rt.spawn(async move {
-                if let Some(mut body) = send(&client, &w).await {
+                let body = send(&client, &w).await;
+                let _ = opened.send(()).await;
+                if let Some(mut body) = body {
                     while let Some(Ok(_)) = body.frame().await {}
                 }
             })
         })
         .collect();
+    // Every watch open before the clock starts, as the operator's were.
+    rt.block_on(async {
+        for _ in 0..watches.len() {
+            open.recv().await;
+        }
+    });
     const LANES: usize = 64;
     let mut lanes: Vec<Vec<Captured>> = vec![Vec::new(); LANES];
     for c in work.into_iter().filter(|c| !c.uri.contains("watch=true")) {
@@ -515,7 +528,8 @@ fn main() {
             let early = counters.take_capture();
             watches = early.into_iter().filter(|c| c.uri.contains("watch=true")).collect();
             // One of each: kube-runtime opens a watch again when one times out.
-            watches.dedup_by(|a, b| a.uri.split('?').next() == b.uri.split('?').next());
+            let mut seen = std::collections::HashSet::new();
+            watches.retain(|c| seen.insert(c.uri.split('?').next().unwrap_or_default().to_string()));
             counters.start_capture();
         }
         let (w0, r0) = (counters.writes(), counters.reads());

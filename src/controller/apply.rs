@@ -417,6 +417,35 @@ mod tests {
     }
 
     #[test]
+    fn the_marks_are_every_label_and_annotation_the_operator_puts_on_a_child() {
+        use crate::crd::WorkspaceClass;
+        let ws = crate::fixtures::ws("a").in_ns("team-a").owner("ann@example.com").limit("pods", "2").build();
+        let class = WorkspaceClass::new("standard", Default::default());
+        let c = build::children(&ws, &class, "team-a-a", build::Goal::Available);
+        let mut metas: Vec<ObjectMeta> = c.bindings.iter().map(|b| fingerprinted(b).metadata).collect();
+        metas.extend(c.quota.iter().map(|q| fingerprinted(q).metadata));
+        metas.extend(c.limit_range.iter().map(|o| fingerprinted(o).metadata));
+        metas.extend(c.network_policy.iter().map(|o| fingerprinted(o).metadata));
+        assert!(metas.len() >= 2, "a binding and a quota at least");
+        let sorted = |keys: &[&str]| {
+            let mut v: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            v.sort();
+            v
+        };
+        for meta in metas {
+            let keys =
+                |m: &Option<BTreeMap<String, String>>| m.iter().flatten().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+            let name = meta.name.clone().unwrap_or_default();
+            assert_eq!(
+                keys(&meta.labels),
+                sorted(&MARK_LABELS),
+                "{name}: a label added to children must be marked too"
+            );
+            assert_eq!(keys(&meta.annotations), sorted(&MARK_ANNOTATIONS), "{name}: so must an annotation");
+        }
+    }
+
+    #[test]
     fn a_mark_removed_or_changed_is_told_from_the_wanted_one() {
         let want = marks(&child(&OURS, &NOTES));
         let cases = [

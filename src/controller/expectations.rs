@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// How long a write is expected to take to reach the caches.
 pub const GRACE: Duration = Duration::from_secs(5);
+/// How soon a reconcile that waits for a write looks again if no event has woken it first (when
+/// another writer's version hides the operator's, no event ever shows the operator's own).
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Expectations<K> {
     written: Mutex<HashMap<K, Written>>,

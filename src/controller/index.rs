@@ -47,10 +47,13 @@ impl ByNamespace {
         }
     }
 
-    /// The namespaces that hold at least one object.
+    /// The namespaces that hold at least one object, sorted (what is built from them, such as
+    /// a message, must not change from one call to the next).
     pub fn namespaces(&self) -> Vec<String> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.live.keys().cloned().collect()
+        let mut names: Vec<String> = g.live.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// Names of the objects in `namespace`.
@@ -91,9 +94,7 @@ mod tests {
         idx.apply(&Event::Delete(rb("a", "x")));
         assert_eq!(idx.names("a"), ["y"]);
         assert_eq!(idx.names("b"), ["x"]);
-        let mut namespaces = idx.namespaces();
-        namespaces.sort();
-        assert_eq!(namespaces, ["a", "b"]);
+        assert_eq!(idx.namespaces(), ["a", "b"]);
         // During a relist the old view stays; when it completes, only what it listed remains.
         idx.apply(&Event::<RoleBinding>::Init);
         idx.apply(&Event::InitApply(rb("c", "z")));

@@ -378,9 +378,10 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     };
     ctx.metrics.set_unreadable(&labels::workspace_key(ws), false);
     if ctx.expect.pending(&report::workspace_key(ws), ws.resource_version().as_deref()) {
-        // Our own last write has not reached the cache; its watch event will bring us back (the
-        // timer only in case it never comes: by then the cache is trusted again).
-        return Ok(Action::requeue(expectations::GRACE));
+        // Our own last write has not reached the cache; its watch event will bring us back. The
+        // timer is for when someone else's write came first, so ours never shows as such: it
+        // looks again soon, and the cache is trusted once the grace is over.
+        return Ok(Action::requeue(expectations::RECHECK));
     }
     let result = if ws.metadata.deletion_timestamp.is_some() {
         finalize(ws, &ctx).await
@@ -449,8 +450,9 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
     }
     report::status(&mut ws, ctx, &obs.target, &outcome, None).await?;
     Ok(match (outcome.state, outcome.reason) {
-        // A write has yet to show in a child cache: its watch event brings the Workspace back.
-        _ if settling => Action::requeue(expectations::GRACE),
+        // A write has yet to show in a child cache: its watch event brings the Workspace back
+        // (the timer as above).
+        _ if settling => Action::requeue(expectations::RECHECK),
         (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
         (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
         (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),
