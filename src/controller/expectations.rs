@@ -69,6 +69,22 @@ impl<K: Eq + Hash + Clone> Expectations<K> {
         }
     }
 
+    /// A reconcile begins for the Workspace whose children `in_scope` picks. Its caches may not
+    /// show yet what an earlier reconcile wrote there (a binding created a moment ago is not in
+    /// the snapshot, so it could be neither kept nor pruned): each such write is awaited from
+    /// now on, so its event wakes the Workspace again. True when there is one. Writes older
+    /// than the grace are forgotten here too (the caches are trusted again after it).
+    pub fn await_all(&self, in_scope: impl Fn(&K) -> bool) -> bool {
+        let mut w = self.lock();
+        w.retain(|_, e| e.at.elapsed() <= GRACE);
+        let mut any = false;
+        for (_, e) in w.iter_mut().filter(|(k, _)| in_scope(k)) {
+            e.awaited = true;
+            any = true;
+        }
+        any
+    }
+
     pub fn forget(&self, key: &K) {
         self.lock().remove(key);
     }
@@ -150,6 +166,20 @@ mod tests {
         assert!(!e.echo(&"b", Some("7")), "its event must wake that reconcile");
         e.wrote(&"c", None);
         assert!(!e.echo(&"c", None), "a deletion is never dropped");
+    }
+
+    #[test]
+    fn a_write_an_earlier_reconcile_made_is_awaited_by_the_next_one() {
+        let e = Expectations::default();
+        e.wrote(&("ns-a", "grant"), Some("5".into()));
+        e.wrote(&("ns-b", "grant"), Some("8".into()));
+        assert!(e.await_all(|k| k.0 == "ns-a"), "a write in ns-a is not seen yet");
+        assert!(
+            !e.echo(&("ns-a", "grant"), Some("5")),
+            "its event must wake the Workspace: the reconcile may have missed it"
+        );
+        assert!(e.echo(&("ns-b", "grant"), Some("8")), "another Workspace's write is not affected");
+        assert!(!e.await_all(|k| k.0 == "ns-c"), "nothing outstanding there");
     }
 
     #[test]

@@ -383,10 +383,13 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         // looks again soon, and the cache is trusted once the grace is over.
         return Ok(Action::requeue(expectations::RECHECK));
     }
+    let target = labels::target_namespace(ws);
+    let unseen =
+        ctx.expect.await_all(|k| matches!(k, Key::Child(c) if c.namespace.as_deref() == Some(target.as_str())));
     let result = if ws.metadata.deletion_timestamp.is_some() {
-        finalize(ws, &ctx).await
+        finalize(ws, &ctx, unseen).await
     } else {
-        reconcile_live(ws, &ctx).await
+        reconcile_live(ws, &ctx, unseen).await
     };
     if result.is_ok() {
         ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(&*obj));
@@ -416,7 +419,8 @@ fn error_policy(obj: Arc<Guarded>, err: &Error, ctx: Arc<Context>) -> Action {
 
 // ----- the Workspace alive -----------------------------------------------------------------------
 
-async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
+/// `unseen`: a child written by an earlier reconcile may be missing from the caches.
+async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Result<Action> {
     let mut ws = cached.clone();
     let obs = observe::observe(&ws, ctx, false).await?;
     let plan = plan::plan(&ws, &obs, &ctx.settings);
@@ -452,7 +456,7 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context) -> Result<Action> {
     Ok(match (outcome.state, outcome.reason) {
         // A write has yet to show in a child cache: its watch event brings the Workspace back
         // (the timer as above).
-        _ if settling => Action::requeue(expectations::RECHECK),
+        _ if settling || unseen => Action::requeue(expectations::RECHECK),
         (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
         (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
         (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),
@@ -566,7 +570,7 @@ async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> 
 // ----- the Workspace deleted ---------------------------------------------------------------------
 
 /// `kubectl delete`: revoke access, release or delete the namespace by policy, then let go.
-async fn finalize(cached: &Workspace, ctx: &Context) -> Result<Action> {
+async fn finalize(cached: &Workspace, ctx: &Context, unseen: bool) -> Result<Action> {
     let mut ws = cached.clone();
     if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
         return Ok(Action::await_change());
@@ -583,33 +587,45 @@ async fn finalize(cached: &Workspace, ctx: &Context) -> Result<Action> {
         let tearing = Outcome::new(State::Deleting, StateReason::UserRequested, "tearing down");
         report::status(&mut ws, ctx, &target, &tearing, None).await?;
     }
-    if let Err(e) = teardown(&ws, ctx).await {
-        let outcome = Outcome::new(State::DeleteFailed, StateReason::DeletionFailed, e.to_string());
-        report::status(&mut ws, ctx, &target, &outcome, Some(e.category())).await?;
-        return Err(e);
+    let settling = match teardown(&ws, ctx).await {
+        Ok(settling) => settling,
+        Err(e) => {
+            let outcome = Outcome::new(State::DeleteFailed, StateReason::DeletionFailed, e.to_string());
+            report::status(&mut ws, ctx, &target, &outcome, Some(e.category())).await?;
+            return Err(e);
+        }
+    };
+    // A child written a moment ago may not be in the caches yet, so not revoked: the
+    // Workspace keeps its finalizer until the caches show every write (its event wakes it).
+    if settling || unseen {
+        return Ok(Action::requeue(expectations::RECHECK));
     }
     report::release(&ws, ctx).await?;
     Ok(Action::await_change())
 }
 
-async fn teardown(ws: &Workspace, ctx: &Context) -> Result<()> {
+/// True when some write has yet to show in the caches (the finalizer stays until it has).
+async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
     let obs = observe::observe(ws, ctx, true).await?;
-    let Seen::Found(ns) = &obs.namespace else { return Ok(()) };
+    let Seen::Found(ns) = &obs.namespace else { return Ok(false) };
     // Never touch a namespace this Workspace does not own (a conflict, or another Workspace's).
     if plan::ownership(ws, ns) != Ownership::Ours {
-        return Ok(());
+        return Ok(false);
     }
     if plan::deletable(ws, ns) {
+        // Everything in it goes with the namespace.
         apply::prune(ctx, &obs.target, &[], &obs.bindings).await?;
         apply::delete_namespace(ctx, ns).await?;
-        return Ok(());
+        return Ok(false);
     }
     let class = obs.class_or_default();
-    sync_children(ctx, &obs, build::children(ws, &class, &obs.target, Goal::Released)).await?;
+    if sync_children(ctx, &obs, build::children(ws, &class, &obs.target, Goal::Released)).await? {
+        return Ok(true);
+    }
     if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Enrolled.as_str()) {
         apply::release_namespace(ctx, ns).await?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The cached child, if any, as the slice `apply::sync` compares against.
