@@ -5,17 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::controller::build;
+use crate::controller::cache::Cached;
 use crate::controller::error::ApplyError;
 use crate::controller::observe::get_namespace;
 use crate::controller::policy::amount;
@@ -85,37 +83,19 @@ pub trait Child:
     /// manager owns some of its content (seen even across a restart of the operator), or its
     /// version moved since the operator wrote or first saw it. A kind whose content is cached
     /// answers from it instead.
-    fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &ObjectMeta) -> bool {
-        let others = cached.managed_fields.as_ref().is_some_and(|m| !m.is_empty());
-        others || ctx.versions.moved(key, cached.resource_version.as_deref())
+    fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &Cached) -> bool {
+        cached.other_writers || ctx.versions.moved(key, cached.resource_version.as_deref())
     }
 }
 
-/// What a child's cache entry keeps of its managedFields: only the other managers that own some
-/// of its content, without the fields themselves. Labels and annotations others add are theirs.
-pub fn keep_other_writers(meta: &mut ObjectMeta) {
-    let others: Vec<ManagedFieldsEntry> = (meta.managed_fields.take().into_iter().flatten())
-        .filter(|e| e.manager.as_deref() != Some(labels::FIELD_MANAGER))
-        .filter(|e| {
-            let fields = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
-            fields.is_some_and(|f| f.keys().any(|k| k != "f:metadata"))
-        })
-        .map(|e| ManagedFieldsEntry { manager: e.manager, ..Default::default() })
-        .collect();
-    meta.managed_fields = (!others.is_empty()).then_some(others);
-}
-
-/// What a cached child keeps of its labels and annotations: the Workspace it belongs to (which
-/// routes its events and tells whose it is) and one digest of the six the operator sets. Two
-/// small maps per child were most of the cache; anyone who may create RoleBindings bearing
-/// the operator's labels now costs the operator their names, not their maps.
-pub const CACHED_MARKS: &str = "workspaces.dev/cached-marks";
+/// The operator's own labels and annotations on a child: a cached child keeps only a digest
+/// of them (see `cache::Cached`).
 const MARK_LABELS: [&str; 3] = [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME];
 const MARK_ANNOTATIONS: [&str; 3] = [labels::WORKSPACE_ANNOTATION, labels::UID_ANNOTATION, labels::APPLIED_ANNOTATION];
 
 /// A digest of the operator's own labels and annotations on an object, present or not. Only
 /// ever compared within one process, so the hasher need not be stable across versions.
-pub fn marks(meta: &ObjectMeta) -> String {
+pub fn marks(meta: &ObjectMeta) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     for (keys, map) in [(&MARK_LABELS, &meta.labels), (&MARK_ANNOTATIONS, &meta.annotations)] {
@@ -123,27 +103,7 @@ pub fn marks(meta: &ObjectMeta) -> String {
             (k, map.as_ref().and_then(|m| m.get(*k))).hash(&mut h);
         }
     }
-    format!("{:016x}", h.finish())
-}
-
-/// A child's metadata as the cache keeps it: what `sync` and `prune` read (name, version, uid,
-/// other writers, deletion) and its marks; nothing else.
-pub fn compact(meta: &mut ObjectMeta) {
-    keep_other_writers(meta);
-    let mut annotations = BTreeMap::from([(CACHED_MARKS.to_string(), marks(meta))]);
-    if let Some(ws) = meta.annotations.as_mut().and_then(|a| a.remove(labels::WORKSPACE_ANNOTATION)) {
-        annotations.insert(labels::WORKSPACE_ANNOTATION.into(), ws);
-    }
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        resource_version: meta.resource_version.take(),
-        uid: meta.uid.take(),
-        deletion_timestamp: meta.deletion_timestamp.take(),
-        managed_fields: meta.managed_fields.take(),
-        annotations: Some(annotations),
-        ..Default::default()
-    };
+    h.finish()
 }
 
 impl Child for RoleBinding {
@@ -152,16 +112,15 @@ impl Child for RoleBinding {
     const IMMUTABLE_FIELDS: bool = true;
 }
 
-/// Quotas are cached whole (their status stripped), because the quota controller rewrites their
-/// status on every pod created or deleted: a moved version says nothing about the spec.
+/// Quotas are cached with their `spec.hard`, because the quota controller rewrites their status
+/// on every pod created or deleted: a moved version says nothing about the spec.
 impl Child for ResourceQuota {
     const KIND: Kind = Kind::ResourceQuota;
 
     /// Compared by amount: the API server stores `1024Mi` as `1Gi`.
-    fn drifted(ctx: &Context, _key: &Key, want: &Self, _cached: &ObjectMeta) -> bool {
-        let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
-        let cached = ctx.quotas.get(&ObjectRef::new(&want.name_any()).within(&want.namespace().unwrap_or_default()));
-        cached.is_none_or(|q| !same_amounts(&hard(&q), &hard(want)))
+    fn drifted(_ctx: &Context, _key: &Key, want: &Self, cached: &Cached) -> bool {
+        let want = want.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        cached.hard.as_deref().is_none_or(|have| !same_amounts(have, &want))
     }
 }
 
@@ -198,34 +157,29 @@ fn child_ref<K: Child>(namespace: &str, name: &str) -> ChildRef {
     ChildRef::new(K::KIND, Some(namespace), name)
 }
 
-/// Does the cached child (see `compact`) carry the operator's labels and annotations as `want`
-/// has them (others may have added their own)?
-fn labelled_as<H: Resource, K: Resource>(have: &H, want: &K) -> bool {
-    have.annotations().get(CACHED_MARKS) == Some(&marks(want.meta()))
+/// Does the cached child carry the operator's labels and annotations as `want` has them
+/// (others may have added their own)?
+fn labelled_as<K: Resource>(have: &Cached, want: &K) -> bool {
+    have.marks == marks(want.meta())
 }
 
 /// Make the Workspace's children of one kind in `namespace` exactly `want`: apply what differs
 /// from `have` (the cached ones that are the Workspace's), delete the rest. Returns true when a
 /// write of a moment ago has yet to show in the cache (the reconcile comes back for it).
-pub async fn sync<K: Child>(
-    ctx: &Context,
-    namespace: &str,
-    want: &[K],
-    have: &[Arc<PartialObjectMeta<K>>],
-) -> Result<bool, ApplyError> {
+pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[Cached]) -> Result<bool, ApplyError> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let mut settling = false;
     for w in want {
         let w = fingerprinted(w);
         let name = w.name_any();
         let key = Key::Child(child_ref::<K>(namespace, &name));
-        let current = have.iter().find(|h| h.name_any() == name);
-        let cached_rv = current.and_then(|h| h.resource_version());
-        if current.is_some_and(|h| labelled_as(&**h, &w) && !K::drifted(ctx, &key, &w, &h.metadata)) {
+        let current = have.iter().find(|h| *h.name == *name);
+        let cached_rv = current.and_then(|h| h.resource_version.as_deref());
+        if current.is_some_and(|h| labelled_as(h, &w) && !K::drifted(ctx, &key, &w, h)) {
             ctx.expect.forget(&key);
             continue;
         }
-        if ctx.expect.pending(&key, cached_rv.as_deref()) {
+        if ctx.expect.pending(&key, cached_rv) {
             settling = true;
             continue;
         }
@@ -245,7 +199,7 @@ pub async fn sync<K: Child>(
     }
     let keep: Vec<String> = want.iter().map(|w| w.name_any()).collect();
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    Ok(prune(ctx, namespace, &keep, have).await? || settling)
+    Ok(prune::<K>(ctx, namespace, &keep, have).await? || settling)
 }
 
 /// Delete the Workspace's cached children of one kind in `namespace`, except those named in `keep`.
@@ -253,17 +207,18 @@ pub async fn prune<K: Child>(
     ctx: &Context,
     namespace: &str,
     keep: &[&str],
-    have: &[Arc<PartialObjectMeta<K>>],
+    have: &[Cached],
 ) -> Result<bool, ApplyError> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let mut settling = false;
-    for h in have.iter().filter(|h| !keep.contains(&h.name_any().as_str())) {
-        let key = Key::Child(child_ref::<K>(namespace, &h.name_any()));
-        if ctx.expect.pending(&key, h.resource_version().as_deref()) {
+    for h in have.iter().filter(|h| !keep.contains(&&*h.name)) {
+        let key = Key::Child(child_ref::<K>(namespace, &h.name));
+        if ctx.expect.pending(&key, h.resource_version.as_deref()) {
             settling = true;
             continue;
         }
-        delete_child(&api, child_ref::<K>(namespace, &h.name_any()), h.uid()).await?;
+        let uid = h.uid.as_deref().map(String::from);
+        delete_child(&api, child_ref::<K>(namespace, &h.name), uid).await?;
         ctx.expect.wrote(&key, None);
         ctx.versions.record(&key, None);
     }
@@ -402,18 +357,18 @@ mod tests {
         (labels::APPLIED_ANNOTATION, "f1"),
     ];
 
+    fn cached(meta: ObjectMeta) -> Cached {
+        Cached::of(Kind::RoleBinding, &RoleBinding { metadata: meta, ..Default::default() })
+    }
+
     #[test]
     fn a_cached_child_keeps_its_workspace_and_a_digest_of_the_operators_marks_only() {
         let want = child(&OURS, &NOTES);
-        let mut cached = child(&[&OURS[..], &[("team", "x")]].concat(), &[&NOTES[..], &[("note", "y")]].concat());
-        compact(&mut cached);
-        assert_eq!(cached.name.as_deref(), Some("workspace-admins"));
-        assert_eq!((cached.resource_version.as_deref(), cached.uid.as_deref()), (Some("7"), Some("u-1")));
-        assert_eq!(cached.labels, None);
-        assert_eq!(cached.finalizers, None);
-        let kept: Vec<&str> = cached.annotations.iter().flatten().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(kept, [CACHED_MARKS, labels::WORKSPACE_ANNOTATION]);
-        assert_eq!(cached.annotations.as_ref().unwrap()[CACHED_MARKS], marks(&want), "others' keys do not count");
+        let c = cached(child(&[&OURS[..], &[("team", "x")]].concat(), &[&NOTES[..], &[("note", "y")]].concat()));
+        assert_eq!(&*c.name, "workspace-admins");
+        assert_eq!((c.resource_version.as_deref(), c.uid.as_deref()), (Some("7"), Some("u-1")));
+        assert_eq!(c.workspace.as_deref(), Some("team-a/a"));
+        assert_eq!(c.marks, marks(&want), "others' keys do not count");
     }
 
     #[test]
@@ -454,9 +409,8 @@ mod tests {
             ("an older fingerprint", child(&OURS, &[NOTES[0], NOTES[1], (labels::APPLIED_ANNOTATION, "f0")])),
             ("another Workspace's", child(&OURS, &[(labels::WORKSPACE_ANNOTATION, "team-a/b"), NOTES[1], NOTES[2]])),
         ];
-        for (case, mut meta) in cases {
-            compact(&mut meta);
-            assert_ne!(meta.annotations.unwrap()[CACHED_MARKS], want, "{case}");
+        for (case, meta) in cases {
+            assert_ne!(cached(meta).marks, want, "{case}");
         }
     }
 }

@@ -56,6 +56,12 @@ impl ByNamespace {
         names
     }
 
+    /// How many objects there are.
+    pub fn count(&self) -> usize {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.live.values().map(BTreeSet::len).sum()
+    }
+
     /// Names of the objects in `namespace`.
     pub fn names(&self, namespace: &str) -> Vec<String> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -95,6 +101,7 @@ mod tests {
         assert_eq!(idx.names("a"), ["y"]);
         assert_eq!(idx.names("b"), ["x"]);
         assert_eq!(idx.namespaces(), ["a", "b"]);
+        assert_eq!(idx.count(), 2);
         // During a relist the old view stays; when it completes, only what it listed remains.
         idx.apply(&Event::<RoleBinding>::Init);
         idx.apply(&Event::InitApply(rb("c", "z")));

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod error;
 pub mod expectations;
 pub mod index;
@@ -44,6 +45,8 @@ use crate::crd::{DesiredState, Management, State, StateReason, Workspace, Worksp
 use crate::events::Recorder;
 use crate::labels;
 use crate::metrics::Metrics;
+use apply::Kind;
+use cache::Cached;
 use expectations::{Expectations, Versions};
 use index::ByNamespace;
 
@@ -86,11 +89,8 @@ pub struct Context {
     workspaces: Store<Guarded>,
     workspaces_by_ns: ByNamespace,
     namespaces: Store<Namespace>,
-    bindings: Store<PartialObjectMeta<RoleBinding>>,
-    bindings_by_ns: ByNamespace,
-    quotas: Store<ResourceQuota>,
-    limit_ranges: Store<PartialObjectMeta<LimitRange>>,
-    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    /// RoleBindings, quotas, LimitRanges and NetworkPolicies, as the applier reads them.
+    children: cache::Children,
     classes: Store<WorkspaceClass>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
@@ -111,12 +111,6 @@ fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
-/// A child is cached as its metadata, and of that only what the applier reads (see
-/// `apply::compact`).
-fn strip_child<K: Resource>(obj: &mut K) {
-    apply::compact(obj.meta_mut());
-}
-
 /// Report each event of a watch to the health /readyz answers from. Every list attempt begins
 /// with `Init` (and a relist sends `InitApply`), even one that then fails: only an event that
 /// shows the watch delivers counts as recovery.
@@ -130,6 +124,16 @@ fn watch_health<K, E>(
         Ok(_) => metrics.watch_result(watch, true),
         Err(_) => metrics.watch_result(watch, false),
     }
+}
+
+/// File each event of a child's watch in the cache, before it can trigger a reconcile.
+fn feed<K: Resource, F: Fn(&K) -> Cached>(
+    cache: &cache::Children,
+    kind: apply::Kind,
+    of: F,
+) -> impl Fn(&watcher::Event<K>) + use<K, F> {
+    let cache = cache.clone();
+    move |event| cache.apply(kind, event, &of)
 }
 
 /// Keep a child's watch event as a trigger unless it only shows the operator's own write that
@@ -168,6 +172,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let (ws_store, ws_writer) = reflector::store();
     let ws_index = ByNamespace::default();
     let ws_indexer = ws_index.clone();
+    let ws_index_resync = ws_index.clone();
     let metrics = config.metrics.clone().unwrap_or_default();
     let ws_stream = watcher(workspaces, watcher::Config::default())
         .default_backoff()
@@ -197,46 +202,32 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         })
         .reflect(ns_writer)
         .touched_objects();
-    let (rb_store, rb_writer) = reflector::store();
-    let rb_index = ByNamespace::default();
-    let indexer = rb_index.clone();
-    // Children the caches hold as metadata only (see `apply::Child`).
+    // Children are watched as metadata where that is all the applier reads, and cached as the
+    // few facts it reads of them (see `cache`).
+    let cache = cache::Children::default();
     let rb_stream = watcher(Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "rolebindings"))
-        .modify(strip_child)
-        .inspect_ok(move |ev| indexer.apply(ev))
-        .reflect(rb_writer)
-        .try_filter(not_an_echo(&expect, apply::Kind::RoleBinding))
+        .inspect_ok(feed(&cache, Kind::RoleBinding, |o| Cached::of(Kind::RoleBinding, o)))
+        .try_filter(not_an_echo(&expect, Kind::RoleBinding))
         .touched_objects();
-    let (q_store, q_writer) = reflector::store();
     let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "resourcequotas"))
-        // Quotas are compared by spec; the status (hard and used, rewritten by the quota
-        // controller) is most of a quota's size.
-        .modify(|q: &mut ResourceQuota| {
-            apply::compact(&mut q.metadata);
-            q.status = None;
-        })
-        .reflect(q_writer)
-        .try_filter(not_an_echo(&expect, apply::Kind::ResourceQuota))
+        .inspect_ok(feed(&cache, Kind::ResourceQuota, Cached::of_quota))
+        .try_filter(not_an_echo(&expect, Kind::ResourceQuota))
         .touched_objects();
-    let (lr_store, lr_writer) = reflector::store();
     let lr_stream = watcher(Api::<PartialObjectMeta<LimitRange>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "limitranges"))
-        .modify(strip_child)
-        .reflect(lr_writer)
-        .try_filter(not_an_echo(&expect, apply::Kind::LimitRange))
+        .inspect_ok(feed(&cache, Kind::LimitRange, |o| Cached::of(Kind::LimitRange, o)))
+        .try_filter(not_an_echo(&expect, Kind::LimitRange))
         .touched_objects();
-    let (np_store, np_writer) = reflector::store();
     let np_stream = watcher(Api::<PartialObjectMeta<NetworkPolicy>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "networkpolicies"))
-        .modify(strip_child)
-        .reflect(np_writer)
-        .try_filter(not_an_echo(&expect, apply::Kind::NetworkPolicy))
+        .inspect_ok(feed(&cache, Kind::NetworkPolicy, |o| Cached::of(Kind::NetworkPolicy, o)))
+        .try_filter(not_an_echo(&expect, Kind::NetworkPolicy))
         .touched_objects();
     let (class_store, class_writer) = reflector::store();
     let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
@@ -264,17 +255,9 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     // would take a missing child for one to create. Waiting here, not in reconcile, means no
     // reconcile is spent (and requeued on a timer) while they fill.
     let children_synced = {
-        let (ns, rb, q) = (ns_store.clone(), rb_store.clone(), q_store.clone());
-        let (lr, np, class) = (lr_store.clone(), np_store.clone(), class_store.clone());
+        let (ns, class, cache) = (ns_store.clone(), class_store.clone(), cache.clone());
         async move {
-            let _ = futures::join!(
-                ns.wait_until_ready(),
-                rb.wait_until_ready(),
-                q.wait_until_ready(),
-                lr.wait_until_ready(),
-                np.wait_until_ready(),
-                class.wait_until_ready()
-            );
+            let _ = futures::join!(ns.wait_until_ready(), class.wait_until_ready(), cache.wait_until_ready());
         }
     };
     let ws_stream = futures::stream::once(async move {
@@ -289,11 +272,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         workspaces: ws_store.clone(),
         workspaces_by_ns: ws_index,
         namespaces: ns_store,
-        bindings: rb_store,
-        bindings_by_ns: rb_index,
-        quotas: q_store,
-        limit_ranges: lr_store,
-        network_policies: np_store,
+        children: cache,
         classes: class_store,
         failures: Mutex::default(),
         expect: expect.clone(),
@@ -323,6 +302,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .watches_stream(lr_stream, |o| owner_of(&o))
         .watches_stream(np_stream, |o| owner_of(&o))
         .watches_stream(class_stream, of_class)
+        .reconcile_on(resync(ws_index_resync, RESYNC))
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -345,6 +325,50 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     }
 }
 
+/// How often every Workspace is reconciled with no event to say it changed: a safety net for
+/// a change no watch showed.
+pub const RESYNC: Duration = Duration::from_secs(3600);
+
+/// Every Workspace once per `period`, one at a time, spread evenly over it, the first round a
+/// period after the start (when every Workspace has just been reconciled). Not a requeue per
+/// Workspace: each would hold a kube-runtime scheduler entry, some 2 KB, for the whole hour.
+pub fn resync(index: ByNamespace, period: Duration) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send {
+    struct Round {
+        namespaces: Vec<String>,
+        due: Vec<ObjectRef<Guarded>>,
+        step: Duration,
+        first: bool,
+    }
+    let start = Round { namespaces: Vec::new(), due: Vec::new(), step: period, first: true };
+    futures::stream::unfold(start, move |mut round| {
+        let index = index.clone();
+        async move {
+            loop {
+                if let Some(next) = round.due.pop() {
+                    tokio::time::sleep(round.step).await;
+                    return Some((next, round));
+                }
+                if let Some(ns) = round.namespaces.pop() {
+                    round.due = index.names(&ns).iter().rev().map(|n| ObjectRef::new(n).within(&ns)).collect();
+                    continue;
+                }
+                if std::mem::take(&mut round.first) {
+                    tokio::time::sleep(period).await;
+                }
+                // A new round: taken a namespace at a time, so it never holds every name at once.
+                let total = u32::try_from(index.count()).unwrap_or(u32::MAX);
+                if total == 0 {
+                    tokio::time::sleep(period).await;
+                    continue;
+                }
+                round.namespaces = index.namespaces();
+                round.namespaces.reverse();
+                round.step = period / total;
+            }
+        }
+    })
+}
+
 /// Run until the process is stopped.
 pub async fn run(client: Client, config: Config) {
     run_until(client, config, future::pending()).await
@@ -362,12 +386,7 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     // this holds; it stays as a guard, since a missing child means nothing before then. Check
     // without waiting: the caches fill only while the Controller polls its streams, which it
     // stops doing while every reconcile slot is taken.
-    let synced = is_synced(&ctx.namespaces)
-        && is_synced(&ctx.bindings)
-        && is_synced(&ctx.quotas)
-        && is_synced(&ctx.limit_ranges)
-        && is_synced(&ctx.network_policies)
-        && is_synced(&ctx.classes);
+    let synced = is_synced(&ctx.namespaces) && ctx.children.is_synced() && is_synced(&ctx.classes);
     if !synced {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -460,7 +479,8 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Resu
         (State::Failed, StateReason::InvalidSpec) => Action::await_change(),
         (State::Failed, _) => Action::requeue(Duration::from_secs(30)),
         (State::Provisioning | State::Deleting | State::Pending, _) => Action::requeue(Duration::from_secs(2)),
-        _ => Action::requeue(Duration::from_secs(3600)),
+        // Looked at again by the hourly resync (see `resync`), or by the next change.
+        _ => Action::await_change(),
     })
 }
 
@@ -506,7 +526,7 @@ async fn provision(
         return Ok((Outcome::new(state, StateReason::NamespaceTerminating, msg), false));
     }
     if ws.spec.desired_state == DesiredState::Deleted && plan::deletable(ws, &ns) {
-        apply::prune(ctx, target, &[], &obs.bindings).await?;
+        apply::prune::<RoleBinding>(ctx, target, &[], &obs.bindings).await?;
         apply::delete_namespace(ctx, &ns).await?;
         let msg = format!("deleting namespace {target}");
         return Ok((Outcome::new(State::Deleting, StateReason::NamespaceTerminating, msg), true));
@@ -548,7 +568,7 @@ async fn foreign_child(ctx: &Context, target: &str, children: &Children, key: &s
 /// Owners and admins keep their access; the public and grant bindings go (see
 /// `plan::withdraws_access`). True when a write has yet to show in the caches.
 async fn withdraw_access(ctx: &Context, obs: &Observation) -> Result<bool> {
-    Ok(apply::prune(ctx, &obs.target, &[labels::ADMINS_BINDING], &obs.bindings).await?)
+    Ok(apply::prune::<RoleBinding>(ctx, &obs.target, &[labels::ADMINS_BINDING], &obs.bindings).await?)
 }
 
 /// Every kind of child, applied in turn; true when some write has yet to show in the caches.
@@ -559,10 +579,10 @@ async fn sync_children(ctx: &Context, obs: &Observation, children: Children) -> 
     // either the old or the new state gives.
     let wanted: Vec<String> = bindings.iter().map(|b| b.name_any()).collect();
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let a = apply::prune(ctx, &obs.target, &wanted, &obs.bindings).await?;
-    let b = apply::sync(ctx, &obs.target, quota.as_slice(), &have(&obs.quota)).await?;
-    let c = apply::sync(ctx, &obs.target, limit_range.as_slice(), &have(&obs.limit_range)).await?;
-    let d = apply::sync(ctx, &obs.target, network_policy.as_slice(), &have(&obs.network_policy)).await?;
+    let a = apply::prune::<RoleBinding>(ctx, &obs.target, &wanted, &obs.bindings).await?;
+    let b = apply::sync(ctx, &obs.target, quota.as_slice(), obs.quota.as_slice()).await?;
+    let c = apply::sync(ctx, &obs.target, limit_range.as_slice(), obs.limit_range.as_slice()).await?;
+    let d = apply::sync(ctx, &obs.target, network_policy.as_slice(), obs.network_policy.as_slice()).await?;
     let e = apply::sync(ctx, &obs.target, &bindings, &obs.bindings).await?;
     Ok(a || b || c || d || e)
 }
@@ -614,7 +634,7 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
     }
     if plan::deletable(ws, ns) {
         // Everything in it goes with the namespace.
-        apply::prune(ctx, &obs.target, &[], &obs.bindings).await?;
+        apply::prune::<RoleBinding>(ctx, &obs.target, &[], &obs.bindings).await?;
         apply::delete_namespace(ctx, ns).await?;
         return Ok(false);
     }
@@ -628,7 +648,32 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
     Ok(false)
 }
 
-/// The cached child, if any, as the slice `apply::sync` compares against.
-fn have<K: Clone>(o: &Option<Arc<K>>) -> Vec<Arc<K>> {
-    o.iter().cloned().collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn the_resync_visits_every_workspace_once_a_period_and_only_after_the_first() {
+        let index = ByNamespace::default();
+        for (ns, name) in [("a", "x"), ("a", "y"), ("b", "x")] {
+            let ws = crate::fixtures::ws(name).in_ns(ns).build();
+            index.apply(&watcher::Event::Apply(ws));
+        }
+        let period = Duration::from_millis(60);
+        let began = Instant::now();
+        let mut stream = std::pin::pin!(resync(index, period));
+        let mut first = Vec::new();
+        for _ in 0..3 {
+            let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("in time");
+            first.push(next.expect("endless").to_string());
+        }
+        assert!(began.elapsed() >= period * 2, "a period of quiet, then a round spread over one");
+        first.sort();
+        let again = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("in time");
+        assert!(first.contains(&again.expect("endless").to_string()), "then round after round");
+        assert_eq!(first.len(), 3);
+        first.dedup();
+        assert_eq!(first.len(), 3, "each once: {first:?}");
+    }
 }

@@ -6,16 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 
 use crate::controller::Context;
+use crate::controller::apply::Kind;
+use crate::controller::cache::Cached;
 use crate::controller::error::ObserveError;
 use crate::controller::plan;
 use crate::crd::{Management, Workspace, WorkspaceClass};
@@ -37,11 +36,11 @@ pub struct Observation {
     /// An older default Workspace of the same namespace, when this one is a default too.
     pub older_default: Option<String>,
     /// The workspace's RoleBindings in the target namespace, as cached.
-    pub bindings: Vec<Arc<PartialObjectMeta<RoleBinding>>>,
-    /// The workspace's quota in the target namespace, as cached (its metadata).
-    pub quota: Option<Arc<PartialObjectMeta<ResourceQuota>>>,
-    pub limit_range: Option<Arc<PartialObjectMeta<LimitRange>>>,
-    pub network_policy: Option<Arc<PartialObjectMeta<NetworkPolicy>>>,
+    pub bindings: Vec<Cached>,
+    /// Its quota, LimitRange and NetworkPolicy there, as cached.
+    pub quota: Option<Cached>,
+    pub limit_range: Option<Cached>,
+    pub network_policy: Option<Cached>,
 }
 
 impl Observation {
@@ -102,22 +101,15 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
             None => Seen::Missing,
         },
     };
-    let bindings = (ctx.bindings_by_ns.names(&target).into_iter())
-        .filter_map(|name| ctx.bindings.get(&ObjectRef::new(&name).within(&target)))
-        .filter(|rb| belongs_to(&**rb, ws, &target))
-        .collect();
-    let quota = (ctx.quotas.get(&ObjectRef::new(labels::QUOTA).within(&target)))
-        .filter(|q| belongs_to(&**q, ws, &target))
-        .map(|q| Arc::new(q.metadata.clone().into_response_partial()));
-    let limit_range = (ctx.limit_ranges.get(&ObjectRef::new(labels::LIMIT_RANGE).within(&target)))
-        .filter(|o| belongs_to(&**o, ws, &target));
-    let network_policy = (ctx.network_policies.get(&ObjectRef::new(labels::NETWORK_POLICY).within(&target)))
-        .filter(|o| belongs_to(&**o, ws, &target));
+    // A child of this Workspace: in its namespace and annotated with its `namespace/name`.
+    let key = labels::workspace_key(ws);
+    let belongs = |c: &Cached| c.workspace.as_deref() == Some(key.as_str());
+    let one = |kind, name| ctx.children.get(kind, &target, name).filter(belongs);
+    obs.bindings = ctx.children.in_namespace(Kind::RoleBinding, &target).into_iter().filter(belongs).collect();
+    obs.quota = one(Kind::ResourceQuota, labels::QUOTA);
+    obs.limit_range = one(Kind::LimitRange, labels::LIMIT_RANGE);
+    obs.network_policy = one(Kind::NetworkPolicy, labels::NETWORK_POLICY);
     obs.namespace = namespace;
-    obs.bindings = bindings;
-    obs.quota = quota;
-    obs.limit_range = limit_range;
-    obs.network_policy = network_policy;
     Ok(obs)
 }
 
@@ -140,11 +132,4 @@ pub async fn crd_terminating(ctx: &Context) -> Result<bool, ObserveError> {
 pub async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>, ObserveError> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     api.get_opt(name).await.map_err(|source| ObserveError::Namespace { name: name.into(), source })
-}
-
-/// A child of this Workspace: in its namespace and annotated with its `namespace/name`.
-fn belongs_to<K: Resource>(obj: &K, ws: &Workspace, target: &str) -> bool {
-    obj.meta().namespace.as_deref() == Some(target)
-        && obj.annotations().get(labels::WORKSPACE_ANNOTATION).map(String::as_str)
-            == Some(labels::workspace_key(ws).as_str())
 }

@@ -1,0 +1,347 @@
+//! The operator's own cache of its namespaced children (RoleBindings, quotas, LimitRanges,
+//! NetworkPolicies). A reflector store keeps a whole object per child, under kube-runtime's
+//! keys; a reconcile reads only a handful of facts of each, and always a whole namespace at a
+//! time. So the watch events are boiled down to those facts here, filed by namespace: some 200
+//! bytes a child. Whoever creates objects bearing the operator's labels (any workspace owner
+//! can, by the thousand) costs it no more than that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::Resource;
+use kube::runtime::watcher::Event;
+use tokio::sync::watch;
+
+use crate::controller::apply::{self, Kind};
+use crate::labels;
+
+/// What the applier reads of a child.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cached {
+    pub kind: Kind,
+    pub name: Box<str>,
+    pub resource_version: Option<Box<str>>,
+    pub uid: Option<Box<str>>,
+    /// The Workspace it is annotated as belonging to (`namespace/name`).
+    pub workspace: Option<Box<str>>,
+    /// A digest of the operator's own labels and annotations on it (see `apply::marks`).
+    pub marks: u64,
+    /// Another field manager owns some of its content (labels and annotations aside).
+    pub other_writers: bool,
+    /// A quota's `spec.hard`: quotas are compared by amount, since their version moves with
+    /// every pod the quota controller counts.
+    pub hard: Option<Box<BTreeMap<String, Quantity>>>,
+}
+
+impl Cached {
+    pub fn of<K: Resource>(kind: Kind, obj: &K) -> Cached {
+        let meta = obj.meta();
+        let others = (meta.managed_fields.iter().flatten())
+            .filter(|e| e.manager.as_deref() != Some(labels::FIELD_MANAGER))
+            .any(|e| {
+                let fields = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
+                fields.is_some_and(|f| f.keys().any(|k| k != "f:metadata"))
+            });
+        let workspace = meta.annotations.as_ref().and_then(|a| a.get(labels::WORKSPACE_ANNOTATION));
+        Cached {
+            kind,
+            name: meta.name.as_deref().unwrap_or_default().into(),
+            resource_version: meta.resource_version.as_deref().map(Into::into),
+            uid: meta.uid.as_deref().map(Into::into),
+            workspace: workspace.map(|w| w.as_str().into()),
+            marks: apply::marks(meta),
+            other_writers: others,
+            hard: None,
+        }
+    }
+
+    pub fn of_quota(q: &ResourceQuota) -> Cached {
+        let hard = q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        Cached { hard: Some(Box::new(hard)), ..Cached::of(Kind::ResourceQuota, q) }
+    }
+}
+
+/// The kinds this cache holds: it is ready once each has been listed.
+pub const KINDS: [Kind; 4] = [Kind::RoleBinding, Kind::ResourceQuota, Kind::LimitRange, Kind::NetworkPolicy];
+
+type ByNamespace = HashMap<Box<str>, Slot>;
+
+/// The children of one namespace. A handful, as a rule, kept in a vector grown one by one (room
+/// for twice as many would be most of the cache); past `MANY`, someone is flooding the
+/// namespace, and a map keeps each event from scanning all the others.
+#[derive(Debug)]
+enum Slot {
+    Few(Vec<Cached>),
+    Many(HashMap<(Kind, Box<str>), Cached>),
+}
+
+const MANY: usize = 32;
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot::Few(Vec::new())
+    }
+}
+
+impl Slot {
+    fn upsert(&mut self, c: Cached) {
+        match self {
+            Slot::Few(all) => match all.iter().position(|have| have.kind == c.kind && have.name == c.name) {
+                Some(i) => all[i] = c,
+                None if all.len() < MANY => {
+                    all.reserve_exact(1);
+                    all.push(c);
+                }
+                None => {
+                    let mut map: HashMap<_, _> = all.drain(..).map(|c| ((c.kind, c.name.clone()), c)).collect();
+                    map.insert((c.kind, c.name.clone()), c);
+                    *self = Slot::Many(map);
+                }
+            },
+            Slot::Many(map) => {
+                map.insert((c.kind, c.name.clone()), c);
+            }
+        }
+    }
+
+    fn remove(&mut self, kind: Kind, name: &str) {
+        match self {
+            Slot::Few(all) => all.retain(|c| !(c.kind == kind && &*c.name == name)),
+            Slot::Many(map) => {
+                map.remove(&(kind, Box::from(name)));
+            }
+        }
+    }
+
+    fn remove_kind(&mut self, kind: Kind) {
+        match self {
+            Slot::Few(all) => all.retain(|c| c.kind != kind),
+            Slot::Many(map) => map.retain(|(k, _), _| *k != kind),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Slot::Few(all) => all.is_empty(),
+            Slot::Many(map) => map.is_empty(),
+        }
+    }
+
+    fn of_kind(&self, kind: Kind) -> Vec<Cached> {
+        match self {
+            Slot::Few(all) => all.iter().filter(|c| c.kind == kind).cloned().collect(),
+            Slot::Many(map) => map.values().filter(|c| c.kind == kind).cloned().collect(),
+        }
+    }
+
+    fn get(&self, kind: Kind, name: &str) -> Option<Cached> {
+        match self {
+            Slot::Few(all) => all.iter().find(|c| c.kind == kind && &*c.name == name).cloned(),
+            Slot::Many(map) => map.get(&(kind, Box::from(name))).cloned(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Children {
+    inner: Arc<RwLock<Inner>>,
+    /// The kinds listed so far.
+    listed: Arc<watch::Sender<Vec<Kind>>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    live: ByNamespace,
+    /// Relists in progress, by kind: each replaces that kind's entries when it completes, as a
+    /// reflector store does.
+    relists: HashMap<Kind, ByNamespace>,
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children { inner: Arc::default(), listed: Arc::new(watch::Sender::new(Vec::new())) }
+    }
+}
+
+impl Children {
+    /// Take in one watch event of `kind`, each object boiled down by `of`.
+    pub fn apply<K: Resource>(&self, kind: Kind, event: &Event<K>, of: impl Fn(&K) -> Cached) {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Apply(o) => upsert(&mut g.live, o, of(o)),
+            Event::Delete(o) => {
+                let ns = o.meta().namespace.as_deref().unwrap_or_default();
+                let name = o.meta().name.as_deref().unwrap_or_default();
+                if let Some(all) = g.live.get_mut(ns) {
+                    all.remove(kind, name);
+                    if all.is_empty() {
+                        g.live.remove(ns);
+                    }
+                }
+            }
+            Event::Init => {
+                g.relists.insert(kind, ByNamespace::new());
+            }
+            Event::InitApply(o) => upsert(g.relists.entry(kind).or_default(), o, of(o)),
+            Event::InitDone => {
+                let fresh = g.relists.remove(&kind).unwrap_or_default();
+                g.live.retain(|_, all| {
+                    all.remove_kind(kind);
+                    !all.is_empty()
+                });
+                for (ns, found) in fresh {
+                    let all = g.live.entry(ns).or_default();
+                    for c in found.of_kind(kind) {
+                        all.upsert(c);
+                    }
+                }
+                drop(g);
+                self.listed.send_if_modified(|kinds| {
+                    let new = !kinds.contains(&kind);
+                    if new {
+                        kinds.push(kind);
+                    }
+                    new
+                });
+            }
+        }
+    }
+
+    /// The cached children of `kind` in `namespace`.
+    pub fn in_namespace(&self, kind: Kind, namespace: &str) -> Vec<Cached> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.live.get(namespace).map(|all| all.of_kind(kind)).unwrap_or_default()
+    }
+
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Cached> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.live.get(namespace)?.get(kind, name)
+    }
+
+    /// Has every kind been listed once? Answers at once.
+    pub fn is_synced(&self) -> bool {
+        KINDS.iter().all(|k| self.listed.borrow().contains(k))
+    }
+
+    /// Resolves once every kind has been listed.
+    pub async fn wait_until_ready(&self) {
+        let mut rx = self.listed.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|kinds| KINDS.iter().all(|k| kinds.contains(k))).await;
+    }
+}
+
+/// File `c` under the object's namespace, in place of the same child if it is there.
+fn upsert<K: Resource>(map: &mut ByNamespace, o: &K, c: Cached) {
+    let Some(ns) = o.meta().namespace.as_deref() else { return };
+    match map.get_mut(ns) {
+        Some(all) => all.upsert(c),
+        None => map.entry(ns.into()).or_default().upsert(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    use kube::api::ObjectMeta;
+
+    fn rb(ns: &str, name: &str, rv: &str) -> RoleBinding {
+        RoleBinding {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn feed(cache: &Children, kind: Kind, event: Event<RoleBinding>) {
+        cache.apply(kind, &event, |o| Cached::of(kind, o));
+    }
+
+    fn names(cache: &Children, kind: Kind, ns: &str) -> Vec<String> {
+        cache
+            .in_namespace(kind, ns)
+            .iter()
+            .map(|c| format!("{}@{}", c.name, c.resource_version.as_deref().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn follows_applies_deletes_and_relists_of_each_kind_apart() {
+        let cache = Children::default();
+        feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "x", "1")));
+        feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "y", "2")));
+        feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "x", "3")));
+        feed(&cache, Kind::NetworkPolicy, Event::Apply(rb("a", "x", "4")));
+        feed(&cache, Kind::RoleBinding, Event::Delete(rb("a", "y", "2")));
+        assert_eq!(names(&cache, Kind::RoleBinding, "a"), ["x@3"]);
+        assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["x@4"], "same name, other kind");
+        assert_eq!(cache.get(Kind::NetworkPolicy, "a", "x").and_then(|c| c.resource_version).as_deref(), Some("4"));
+        // During a relist the old view stays; when it completes, only what it listed remains of
+        // that kind, and the other kinds are untouched.
+        feed(&cache, Kind::RoleBinding, Event::Init);
+        feed(&cache, Kind::RoleBinding, Event::InitApply(rb("c", "z", "5")));
+        assert_eq!(names(&cache, Kind::RoleBinding, "a"), ["x@3"]);
+        feed(&cache, Kind::RoleBinding, Event::InitDone);
+        assert!(names(&cache, Kind::RoleBinding, "a").is_empty());
+        assert_eq!(names(&cache, Kind::RoleBinding, "c"), ["z@5"]);
+        assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["x@4"]);
+    }
+
+    #[test]
+    fn a_flooded_namespace_is_filed_by_name_and_reads_the_same() {
+        let cache = Children::default();
+        for i in 0..MANY * 3 {
+            feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", &format!("n{i}"), "1")));
+        }
+        feed(&cache, Kind::NetworkPolicy, Event::Apply(rb("a", "n0", "2")));
+        feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "n5", "3")));
+        feed(&cache, Kind::RoleBinding, Event::Delete(rb("a", "n6", "1")));
+        assert_eq!(cache.in_namespace(Kind::RoleBinding, "a").len(), MANY * 3 - 1);
+        assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["n0@2"]);
+        assert_eq!(cache.get(Kind::RoleBinding, "a", "n5").and_then(|c| c.resource_version).as_deref(), Some("3"));
+        assert!(cache.get(Kind::RoleBinding, "a", "n6").is_none());
+        feed(&cache, Kind::RoleBinding, Event::Init);
+        feed(&cache, Kind::RoleBinding, Event::InitDone);
+        assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["n0@2"], "a relist of one kind keeps the others");
+        assert!(cache.in_namespace(Kind::RoleBinding, "a").is_empty());
+    }
+
+    #[test]
+    fn ready_only_once_every_kind_has_been_listed() {
+        let cache = Children::default();
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            assert!(!cache.is_synced(), "after {i} kinds");
+            feed(&cache, kind, Event::Init);
+            feed(&cache, kind, Event::InitDone);
+        }
+        assert!(cache.is_synced());
+        assert!(futures::FutureExt::now_or_never(cache.wait_until_ready()).is_some());
+    }
+
+    #[test]
+    fn another_writer_counts_only_when_it_owns_content() {
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let cases = [
+            (vec![entry(labels::FIELD_MANAGER, serde_json::json!({"f:subjects": {}}))], false),
+            (vec![entry("kubectl-label", serde_json::json!({"f:metadata": {"f:labels": {}}}))], false),
+            (vec![entry("kubectl-edit", serde_json::json!({"f:subjects": {}}))], true),
+        ];
+        for (managed, others) in cases {
+            let mut o = rb("a", "x", "1");
+            o.metadata.managed_fields = Some(managed.clone());
+            assert_eq!(Cached::of(Kind::RoleBinding, &o).other_writers, others, "{managed:?}");
+        }
+    }
+}
