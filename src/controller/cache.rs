@@ -2,8 +2,8 @@
 //! NetworkPolicies). A reflector store keeps a whole object per child, under kube-runtime's
 //! keys; a reconcile reads only a handful of facts of each, and always a whole namespace at a
 //! time. So the watch events are boiled down to those facts here, filed by namespace: some 200
-//! bytes a child. Whoever creates objects bearing the operator's labels (any workspace owner
-//! can, by the thousand) costs it no more than that.
+//! bytes a child with its name and its Workspace's. Whoever creates objects bearing the
+//! operator's labels (any workspace owner can, by the thousand) costs it no more than that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -113,12 +113,25 @@ impl Slot {
                 map.remove(&(kind, Box::from(name)));
             }
         }
+        self.settle();
     }
 
     fn remove_kind(&mut self, kind: Kind) {
         match self {
             Slot::Few(all) => all.retain(|c| c.kind != kind),
             Slot::Many(map) => map.retain(|(k, _), _| *k != kind),
+        }
+        self.settle();
+    }
+
+    /// A flood gone, its room goes too.
+    fn settle(&mut self) {
+        if let Slot::Many(map) = self
+            && map.len() < MANY / 2
+        {
+            let mut few: Vec<Cached> = map.drain().map(|(_, c)| c).collect();
+            few.shrink_to_fit();
+            *self = Slot::Few(few);
         }
     }
 
@@ -129,10 +142,11 @@ impl Slot {
         }
     }
 
-    fn of_kind(&self, kind: Kind) -> Vec<Cached> {
+    /// The children of `kind` that `keep` picks (only those are copied).
+    fn of_kind(&self, kind: Kind, keep: impl Fn(&Cached) -> bool) -> Vec<Cached> {
         match self {
-            Slot::Few(all) => all.iter().filter(|c| c.kind == kind).cloned().collect(),
-            Slot::Many(map) => map.values().filter(|c| c.kind == kind).cloned().collect(),
+            Slot::Few(all) => all.iter().filter(|c| c.kind == kind && keep(c)).cloned().collect(),
+            Slot::Many(map) => map.values().filter(|c| c.kind == kind && keep(c)).cloned().collect(),
         }
     }
 
@@ -193,7 +207,7 @@ impl Children {
                 });
                 for (ns, found) in fresh {
                     let all = g.live.entry(ns).or_default();
-                    for c in found.of_kind(kind) {
+                    for c in found.of_kind(kind, |_| true) {
                         all.upsert(c);
                     }
                 }
@@ -209,10 +223,10 @@ impl Children {
         }
     }
 
-    /// The cached children of `kind` in `namespace`.
-    pub fn in_namespace(&self, kind: Kind, namespace: &str) -> Vec<Cached> {
+    /// The cached children of `kind` in `namespace` that `keep` picks.
+    pub fn in_namespace(&self, kind: Kind, namespace: &str, keep: impl Fn(&Cached) -> bool) -> Vec<Cached> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.live.get(namespace).map(|all| all.of_kind(kind)).unwrap_or_default()
+        g.live.get(namespace).map(|all| all.of_kind(kind, keep)).unwrap_or_default()
     }
 
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Cached> {
@@ -267,7 +281,7 @@ mod tests {
 
     fn names(cache: &Children, kind: Kind, ns: &str) -> Vec<String> {
         cache
-            .in_namespace(kind, ns)
+            .in_namespace(kind, ns, |_| true)
             .iter()
             .map(|c| format!("{}@{}", c.name, c.resource_version.as_deref().unwrap()))
             .collect()
@@ -304,14 +318,16 @@ mod tests {
         feed(&cache, Kind::NetworkPolicy, Event::Apply(rb("a", "n0", "2")));
         feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "n5", "3")));
         feed(&cache, Kind::RoleBinding, Event::Delete(rb("a", "n6", "1")));
-        assert_eq!(cache.in_namespace(Kind::RoleBinding, "a").len(), MANY * 3 - 1);
+        assert_eq!(cache.in_namespace(Kind::RoleBinding, "a", |_| true).len(), MANY * 3 - 1);
         assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["n0@2"]);
         assert_eq!(cache.get(Kind::RoleBinding, "a", "n5").and_then(|c| c.resource_version).as_deref(), Some("3"));
         assert!(cache.get(Kind::RoleBinding, "a", "n6").is_none());
         feed(&cache, Kind::RoleBinding, Event::Init);
         feed(&cache, Kind::RoleBinding, Event::InitDone);
         assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["n0@2"], "a relist of one kind keeps the others");
-        assert!(cache.in_namespace(Kind::RoleBinding, "a").is_empty());
+        assert!(cache.in_namespace(Kind::RoleBinding, "a", |_| true).is_empty());
+        let g = cache.inner.read().unwrap();
+        assert!(matches!(&g.live["a"], Slot::Few(v) if v.len() == 1), "back to a vector once the flood is gone");
     }
 
     #[test]

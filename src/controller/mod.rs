@@ -136,22 +136,24 @@ fn feed<K: Resource, F: Fn(&K) -> Cached>(
     move |event| cache.apply(kind, event, &of)
 }
 
-/// Keep a child's watch event as a trigger unless it only shows the operator's own write that
-/// no reconcile waits for (see `Expectations::echo`). The cache takes it either way.
-fn not_an_echo<K: Resource>(
+/// Keep a watch event as a trigger unless it only shows the operator's own write that no
+/// reconcile waits for (see `Expectations::echo`). The cache takes it either way.
+fn not_an_echo<K: Resource, F: Fn(&K) -> Key>(
     expect: &Arc<Expectations<Key>>,
-    kind: apply::Kind,
-) -> impl Fn(&watcher::Event<K>) -> future::Ready<bool> + use<K> {
+    key: F,
+) -> impl Fn(&watcher::Event<K>) -> future::Ready<bool> + use<K, F> {
     let expect = expect.clone();
     move |event| {
         future::ready(match event {
-            watcher::Event::Apply(o) => {
-                let key = Key::Child(apply::ChildRef::new(kind, o.meta().namespace.as_deref(), &o.name_any()));
-                !expect.echo(&key, o.meta().resource_version.as_deref())
-            }
+            watcher::Event::Apply(o) => !expect.echo(&key(o), o.meta().resource_version.as_deref()),
             _ => true,
         })
     }
+}
+
+/// The expectation key of a child of `kind`.
+fn child_key<K: Resource>(kind: Kind) -> impl Fn(&K) -> Key {
+    move |o| Key::Child(apply::ChildRef::new(kind, o.meta().namespace.as_deref(), &o.name_any()))
 }
 
 /// The Workspace named in a child's annotation.
@@ -190,6 +192,10 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .modify(strip)
         .inspect_ok(move |ev| ws_indexer.apply(ev))
         .reflect(ws_writer)
+        // The Workspace's own label and status writes: the reconcile that made them is done.
+        .try_filter(not_an_echo(&expect, |w: &Guarded| {
+            Key::Workspace(format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
+        }))
         .touched_objects();
     let (ns_store, ns_writer) = reflector::store();
     let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
@@ -209,25 +215,25 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .default_backoff()
         .inspect(watch_health(&metrics, "rolebindings"))
         .inspect_ok(feed(&cache, Kind::RoleBinding, |o| Cached::of(Kind::RoleBinding, o)))
-        .try_filter(not_an_echo(&expect, Kind::RoleBinding))
+        .try_filter(not_an_echo(&expect, child_key(Kind::RoleBinding)))
         .touched_objects();
     let q_stream = watcher(Api::<ResourceQuota>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "resourcequotas"))
         .inspect_ok(feed(&cache, Kind::ResourceQuota, Cached::of_quota))
-        .try_filter(not_an_echo(&expect, Kind::ResourceQuota))
+        .try_filter(not_an_echo(&expect, child_key(Kind::ResourceQuota)))
         .touched_objects();
     let lr_stream = watcher(Api::<PartialObjectMeta<LimitRange>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "limitranges"))
         .inspect_ok(feed(&cache, Kind::LimitRange, |o| Cached::of(Kind::LimitRange, o)))
-        .try_filter(not_an_echo(&expect, Kind::LimitRange))
+        .try_filter(not_an_echo(&expect, child_key(Kind::LimitRange)))
         .touched_objects();
     let np_stream = watcher(Api::<PartialObjectMeta<NetworkPolicy>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "networkpolicies"))
         .inspect_ok(feed(&cache, Kind::NetworkPolicy, |o| Cached::of(Kind::NetworkPolicy, o)))
-        .try_filter(not_an_echo(&expect, Kind::NetworkPolicy))
+        .try_filter(not_an_echo(&expect, child_key(Kind::NetworkPolicy)))
         .touched_objects();
     let (class_store, class_writer) = reflector::store();
     let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
@@ -333,37 +339,49 @@ pub const RESYNC: Duration = Duration::from_secs(3600);
 /// period after the start (when every Workspace has just been reconciled). Not a requeue per
 /// Workspace: each would hold a kube-runtime scheduler entry, some 2 KB, for the whole hour.
 pub fn resync(index: ByNamespace, period: Duration) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send {
+    // Never all at once, even when a round runs late: the controller takes triggers as fast as
+    // they come, and each waits in its scheduler.
+    const FLOOR: Duration = Duration::from_millis(1);
     struct Round {
         namespaces: Vec<String>,
         due: Vec<ObjectRef<Guarded>>,
         step: Duration,
+        deadline: tokio::time::Instant,
+        visited: usize,
         first: bool,
     }
-    let start = Round { namespaces: Vec::new(), due: Vec::new(), step: period, first: true };
+    let now = tokio::time::Instant::now();
+    let start = Round { namespaces: Vec::new(), due: Vec::new(), step: period, deadline: now, visited: 0, first: true };
     futures::stream::unfold(start, move |mut round| {
         let index = index.clone();
         async move {
             loop {
                 if let Some(next) = round.due.pop() {
                     tokio::time::sleep(round.step).await;
+                    round.visited += 1;
                     return Some((next, round));
                 }
                 if let Some(ns) = round.namespaces.pop() {
                     round.due = index.names(&ns).iter().rev().map(|n| ObjectRef::new(n).within(&ns)).collect();
+                    // What is left of the round over what is left to visit, counted afresh at each
+                    // namespace: Workspaces created meanwhile must not stretch the round.
+                    let left = index.count().saturating_sub(round.visited).max(round.due.len()).max(1);
+                    let time_left = round.deadline.saturating_duration_since(tokio::time::Instant::now());
+                    round.step = (time_left / u32::try_from(left).unwrap_or(u32::MAX)).max(FLOOR);
                     continue;
                 }
                 if std::mem::take(&mut round.first) {
                     tokio::time::sleep(period).await;
                 }
                 // A new round: taken a namespace at a time, so it never holds every name at once.
-                let total = u32::try_from(index.count()).unwrap_or(u32::MAX);
-                if total == 0 {
+                if index.count() == 0 {
                     tokio::time::sleep(period).await;
                     continue;
                 }
                 round.namespaces = index.namespaces();
                 round.namespaces.reverse();
-                round.step = period / total;
+                round.deadline = tokio::time::Instant::now() + period;
+                round.visited = 0;
             }
         }
     })
@@ -651,29 +669,54 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::collections::HashSet;
+    use tokio::time::Instant;
 
-    #[tokio::test]
+    fn add(index: &ByNamespace, ns: &str, name: &str) {
+        index.apply(&watcher::Event::Apply(crate::fixtures::ws(name).in_ns(ns).build()));
+    }
+
+    async fn next(stream: &mut (impl futures::Stream<Item = ObjectRef<Guarded>> + Unpin)) -> String {
+        stream.next().await.expect("endless").to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_resync_visits_every_workspace_once_a_period_and_only_after_the_first() {
         let index = ByNamespace::default();
         for (ns, name) in [("a", "x"), ("a", "y"), ("b", "x")] {
-            let ws = crate::fixtures::ws(name).in_ns(ns).build();
-            index.apply(&watcher::Event::Apply(ws));
+            add(&index, ns, name);
         }
-        let period = Duration::from_millis(60);
         let began = Instant::now();
-        let mut stream = std::pin::pin!(resync(index, period));
-        let mut first = Vec::new();
+        let mut stream = std::pin::pin!(resync(index, RESYNC));
+        let mut first = HashSet::new();
         for _ in 0..3 {
-            let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("in time");
-            first.push(next.expect("endless").to_string());
+            first.insert(next(&mut stream).await);
         }
-        assert!(began.elapsed() >= period * 2, "a period of quiet, then a round spread over one");
-        first.sort();
-        let again = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("in time");
-        assert!(first.contains(&again.expect("endless").to_string()), "then round after round");
-        assert_eq!(first.len(), 3);
-        first.dedup();
         assert_eq!(first.len(), 3, "each once: {first:?}");
+        let took = began.elapsed();
+        assert!(took > RESYNC && took <= RESYNC * 2, "a period of quiet, then a round over one: {took:?}");
+        let again = next(&mut stream).await;
+        assert!(first.contains(&again), "then round after round");
+        assert!(began.elapsed() <= RESYNC * 2 + RESYNC / 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workspaces_created_during_a_round_do_not_stretch_it() {
+        let index = ByNamespace::default();
+        add(&index, "a", "x");
+        add(&index, "b", "x");
+        let mut stream = std::pin::pin!(resync(index.clone(), RESYNC));
+        let began = Instant::now();
+        assert!(next(&mut stream).await.ends_with("/x.a"), "namespaces in order");
+        for i in 0..1000 {
+            add(&index, "b", &format!("new-{i}"));
+        }
+        let mut seen = HashSet::new();
+        while seen.len() < 1001 {
+            seen.insert(next(&mut stream).await);
+        }
+        let took = began.elapsed();
+        // A quiet period, then a round of one: it ends on time, give or take the last step.
+        assert!(took <= RESYNC * 2 + Duration::from_secs(5), "the round ends on time: {took:?}");
     }
 }

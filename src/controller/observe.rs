@@ -105,7 +105,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
     let key = labels::workspace_key(ws);
     let belongs = |c: &Cached| c.workspace.as_deref() == Some(key.as_str());
     let one = |kind, name| ctx.children.get(kind, &target, name).filter(belongs);
-    obs.bindings = ctx.children.in_namespace(Kind::RoleBinding, &target).into_iter().filter(belongs).collect();
+    obs.bindings = ctx.children.in_namespace(Kind::RoleBinding, &target, belongs);
     obs.quota = one(Kind::ResourceQuota, labels::QUOTA);
     obs.limit_range = one(Kind::LimitRange, labels::LIMIT_RANGE);
     obs.network_policy = one(Kind::NetworkPolicy, labels::NETWORK_POLICY);

@@ -84,8 +84,12 @@ pub async fn status(
     if old.as_ref() == Some(&next) {
         return Ok(());
     }
+    // Only over the version this status was worked out from: a success then leaves a version
+    // that is the operator's own (its watch event is an echo), and a write someone made since
+    // is a conflict and a retry, not an event mistaken for the operator's.
+    let patch = json!({"metadata": {"resourceVersion": ws.resource_version()}, "status": next});
     let patched = api(ctx, ws)
-        .patch_status(&ws.name_any(), &labels::patch_params(), &Patch::Merge(json!({"status": next})))
+        .patch_status(&ws.name_any(), &labels::patch_params(), &Patch::Merge(patch))
         .await
         .map_err(ReportError::Status)?;
     if patched.resource_version() != ws.resource_version() {
