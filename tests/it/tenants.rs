@@ -123,7 +123,7 @@ fn manifest(name: &str, spec: &str) -> String {
 
 #[test]
 fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
-    let (c, _op) = crate::common::with_operator();
+    let (c, op) = crate::common::with_operator();
     platform(&c);
     let tina = User::new(&c, "tina");
     let theirs = target_ns(&c, "team-b", "data");
@@ -232,6 +232,33 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
     c.eventually("the isolation restored", std::time::Duration::from_secs(20), || {
         c.kubectl(&["get", "networkpolicy", "workspace-isolation", "-n", &ns]).status.success().then_some(())
     });
+    // Bindings forged with the operator's labels: one passed off as her Workspace's is not the
+    // operator's to keep, so it goes with the access it gave; one passed off as another team's
+    // Workspace is neither taken for theirs nor deleted (the operator did not create it).
+    let forged = |name: &str, owner: &str| {
+        let (org, ws) = owner.split_once('/').unwrap();
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{app.kubernetes.io/managed-by: workspace-operator, workspaces.dev/workspace-namespace: {org}, workspaces.dev/workspace-name: {ws}}}\n  annotations: {{workspaces.dev/workspace: {owner}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}}]\n"
+        )
+    };
+    let mallory_can = || c.kubectl(&["auth", "can-i", "get", "secrets", "-n", &ns, "--as=mallory"]).status.success();
+    let out = tina.apply(&c, &forged("workspace-extra", &format!("{ORG}/mine")));
+    assert!(out.status.success(), "an admin may bind admin in her namespace: {}", stderr(&out));
+    c.eventually("a forged binding of her Workspace pruned", std::time::Duration::from_secs(20), || {
+        (!c.kubectl(&["get", "rolebinding", "workspace-extra", "-n", &ns]).status.success()).then_some(())
+    });
+    assert!(!mallory_can(), "the forged access went with it");
+    let since = op.metrics.reconcile_count();
+    let out = tina.apply(&c, &forged("workspace-theirs", "team-b/data"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // team-b's Workspace (named by the forgery) and hers (a label change) are reconciled after
+    // it, and the forged binding is still there.
+    let touch = ["label", "ws", "mine", "-n", ORG, "touched=1"];
+    assert!(tina.kubectl(&c, &touch).status.success());
+    op.wait_reconciles(since, 2);
+    assert!(c.kubectl(&["get", "rolebinding", "workspace-theirs", "-n", &ns]).status.success(), "not deleted");
+    assert!(!c.kubectl(&["auth", "can-i", "get", "secrets", "-n", &theirs, "--as=mallory"]).status.success());
+    assert!(tina.kubectl(&c, &["delete", "rolebinding", "workspace-theirs", "-n", &ns]).status.success());
     // What the operator wrote and an admin may not change.
     tina.forbidden(&c, "deleting the quota", &["delete", "quota", "workspace-quota", "-n", &ns]);
     tina.forbidden(
