@@ -1,15 +1,17 @@
-//! The operator's own cache of its namespaced children (RoleBindings, quotas, LimitRanges,
-//! NetworkPolicies). A reflector store keeps a whole object per child, under kube-runtime's
-//! keys; a reconcile reads only a handful of facts of each, and always a whole namespace at a
-//! time. So the watch events are boiled down to those facts here, filed by namespace: some 200
-//! bytes a child with its name and its Workspace's. Whoever creates objects bearing the
-//! operator's labels (any workspace owner can, by the thousand) costs it no more than that.
+//! The operator's own cache of its namespaces and their children (RoleBindings, quotas,
+//! LimitRanges, NetworkPolicies). A reflector store keeps a whole object per child, under
+//! kube-runtime's keys; a reconcile reads only a handful of facts of each, and always a whole
+//! namespace at a time. So the watch events are boiled down to those facts here, filed by
+//! namespace (a namespace under its own name, with its children): some 200 bytes a child with
+//! its name and its Workspace's. Whoever creates objects bearing the operator's labels (any
+//! workspace owner can, by the thousand) costs it no more than that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
@@ -33,7 +35,21 @@ pub struct Cached {
     /// A quota's `spec.hard`: quotas are compared by amount, since their version moves with
     /// every pod the quota controller counts.
     pub hard: Option<Box<BTreeMap<String, Quantity>>>,
+    /// A namespace's labels and annotations, which carry its ownership, access and Pod Security.
+    pub namespace: Option<Box<NamespaceMeta>>,
 }
+
+/// What the plan reads of a namespace besides its name, uid and version. Its labels and
+/// annotations are kept as one JSON text: as maps, their first nodes alone took some 1,100
+/// bytes, and as a few dozen small strings they scattered the heap so that the process kept
+/// twice the memory it used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamespaceMeta {
+    pub deletion_timestamp: Option<Time>,
+    maps: Box<str>,
+}
+
+type Maps = (Option<BTreeMap<String, String>>, Option<BTreeMap<String, String>>);
 
 impl Cached {
     pub fn of<K: Resource>(kind: Kind, obj: &K) -> Cached {
@@ -54,7 +70,39 @@ impl Cached {
             marks: apply::marks(meta),
             other_writers: others,
             hard: None,
+            namespace: None,
         }
+    }
+
+    pub fn of_namespace<K: Resource>(ns: &K) -> Cached {
+        let meta = ns.meta();
+        let mut annotations = meta.annotations.clone();
+        // A `kubectl apply`'d namespace's whole manifest, which nothing here reads.
+        if let Some(a) = annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        let maps: Maps = (meta.labels.clone(), annotations);
+        let kept = NamespaceMeta {
+            deletion_timestamp: meta.deletion_timestamp.clone(),
+            maps: serde_json::to_string(&maps).unwrap_or_default().into(),
+        };
+        Cached { namespace: Some(Box::new(kept)), ..Cached::of(Kind::Namespace, ns) }
+    }
+
+    /// The namespace this record was made from, as far as the plan reads it.
+    pub fn to_namespace(&self) -> Option<Namespace> {
+        let kept = self.namespace.as_deref()?;
+        let (labels, annotations): Maps = serde_json::from_str(&kept.maps).ok()?;
+        let metadata = ObjectMeta {
+            name: Some(self.name.to_string()),
+            uid: self.uid.as_deref().map(String::from),
+            resource_version: self.resource_version.as_deref().map(String::from),
+            deletion_timestamp: kept.deletion_timestamp.clone(),
+            labels,
+            annotations,
+            ..Default::default()
+        };
+        Some(Namespace { metadata, ..Default::default() })
     }
 
     pub fn of_quota(q: &ResourceQuota) -> Cached {
@@ -64,7 +112,8 @@ impl Cached {
 }
 
 /// The kinds this cache holds: it is ready once each has been listed.
-pub const KINDS: [Kind; 4] = [Kind::RoleBinding, Kind::ResourceQuota, Kind::LimitRange, Kind::NetworkPolicy];
+pub const KINDS: [Kind; 5] =
+    [Kind::Namespace, Kind::RoleBinding, Kind::ResourceQuota, Kind::LimitRange, Kind::NetworkPolicy];
 
 type ByNamespace = HashMap<Box<str>, Slot>;
 
@@ -186,7 +235,7 @@ impl Children {
         match event {
             Event::Apply(o) => upsert(&mut g.live, o, of(o)),
             Event::Delete(o) => {
-                let ns = o.meta().namespace.as_deref().unwrap_or_default();
+                let ns = filed_under(o).unwrap_or_default();
                 let name = o.meta().name.as_deref().unwrap_or_default();
                 if let Some(all) = g.live.get_mut(ns) {
                     all.remove(kind, name);
@@ -247,9 +296,14 @@ impl Children {
     }
 }
 
+/// Where an object is filed: under its namespace, or a namespace under its own name.
+fn filed_under<K: Resource>(o: &K) -> Option<&str> {
+    o.meta().namespace.as_deref().or(o.meta().name.as_deref())
+}
+
 /// File `c` under the object's namespace, in place of the same child if it is there.
 fn upsert<K: Resource>(map: &mut ByNamespace, o: &K, c: Cached) {
-    let Some(ns) = o.meta().namespace.as_deref() else { return };
+    let Some(ns) = filed_under(o) else { return };
     match map.get_mut(ns) {
         Some(all) => all.upsert(c),
         None => map.entry(ns.into()).or_default().upsert(c),
@@ -328,6 +382,34 @@ mod tests {
         assert!(cache.in_namespace(Kind::RoleBinding, "a", |_| true).is_empty());
         let g = cache.inner.read().unwrap();
         assert!(matches!(&g.live["a"], Slot::Few(v) if v.len() == 1), "back to a vector once the flood is gone");
+    }
+
+    #[test]
+    fn a_namespace_is_filed_with_its_children_and_read_back_as_the_plan_sees_it() {
+        let cache = Children::default();
+        let metadata = ObjectMeta {
+            name: Some("a".into()),
+            uid: Some("u-1".into()),
+            resource_version: Some("3".into()),
+            labels: Some([("team".to_string(), "x".to_string()), ("a".to_string(), "b".to_string())].into()),
+            annotations: Some([(labels::OWNER_ANNOTATION.to_string(), "ann".to_string())].into()),
+            finalizers: Some(vec!["f".into()]),
+            ..Default::default()
+        };
+        let ns = Namespace { metadata, ..Default::default() };
+        cache.apply(Kind::Namespace, &Event::Apply(ns.clone()), Cached::of_namespace);
+        feed(&cache, Kind::RoleBinding, Event::Apply(rb("a", "x", "1")));
+        let back = cache.get(Kind::Namespace, "a", "a").and_then(|c| c.to_namespace()).expect("cached");
+        let m = &back.metadata;
+        assert_eq!(
+            (m.name.as_deref(), m.uid.as_deref(), m.resource_version.as_deref()),
+            (Some("a"), Some("u-1"), Some("3"))
+        );
+        assert_eq!((&m.labels, &m.annotations), (&ns.metadata.labels, &ns.metadata.annotations));
+        assert_eq!(names(&cache, Kind::RoleBinding, "a"), ["x@1"], "its children beside it");
+        cache.apply(Kind::Namespace, &Event::Delete(ns), Cached::of_namespace);
+        assert!(cache.get(Kind::Namespace, "a", "a").is_none());
+        assert_eq!(names(&cache, Kind::RoleBinding, "a"), ["x@1"], "a namespace's record goes alone");
     }
 
     #[test]

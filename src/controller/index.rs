@@ -1,15 +1,23 @@
-//! Names of cached objects by namespace. The reflector's `Store` answers "this name" in O(1)
-//! but "everything in namespace X" only by scanning every object; with one namespace per
+//! Names of cached Workspaces by namespace. The reflector's `Store` answers "this name" in
+//! O(1) but "everything in namespace X" only by scanning every object; with one namespace per
 //! Workspace, a scan per reconcile makes convergence quadratic. This index is fed by the same
 //! watch events as the store, so a reconcile touches only its own namespace's objects.
+//!
+//! It also keeps, per Workspace, a digest of its list-view labels, which the store does not
+//! hold (see `strip_list_labels`): the report step only asks whether they are as wanted, and a
+//! label map costs a Workspace about a kilobyte.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
 use kube::Resource;
 use kube::runtime::watcher::Event;
 
-type Names = HashMap<String, BTreeSet<String>>;
+use crate::labels;
+
+/// Per namespace, each name with the digest of its list-view labels.
+type Names = HashMap<String, BTreeMap<String, u64>>;
 
 #[derive(Clone, Default)]
 pub struct ByNamespace {
@@ -21,13 +29,19 @@ struct Inner {
     live: Names,
     /// A relist in progress: replaces `live` when it completes, as the store does.
     relist: Option<Names>,
+    /// Keys random to the process, so nobody can choose label values whose digest passes for
+    /// the wanted ones.
+    hasher: std::hash::RandomState,
 }
 
 impl ByNamespace {
     pub fn apply<K: Resource>(&self, event: &Event<K>) {
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match event {
-            Event::Apply(o) => insert(&mut g.live, o),
+            Event::Apply(o) => {
+                let digest = digest(&g.hasher, o.meta().labels.as_ref());
+                insert(&mut g.live, o, digest)
+            }
             Event::Delete(o) => {
                 let (ns, name) = key(o);
                 if let Some(names) = g.live.get_mut(&ns) {
@@ -38,7 +52,10 @@ impl ByNamespace {
                 }
             }
             Event::Init => g.relist = Some(Names::new()),
-            Event::InitApply(o) => insert(g.relist.get_or_insert_with(Names::new), o),
+            Event::InitApply(o) => {
+                let digest = digest(&g.hasher, o.meta().labels.as_ref());
+                insert(g.relist.get_or_insert_with(Names::new), o, digest)
+            }
             Event::InitDone => {
                 if let Some(names) = g.relist.take() {
                     g.live = names;
@@ -59,13 +76,37 @@ impl ByNamespace {
     /// How many objects there are.
     pub fn count(&self) -> usize {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.live.values().map(BTreeSet::len).sum()
+        g.live.values().map(BTreeMap::len).sum()
     }
 
     /// Names of the objects in `namespace`.
     pub fn names(&self, namespace: &str) -> Vec<String> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.live.get(namespace).map(|n| n.iter().cloned().collect()).unwrap_or_default()
+        g.live.get(namespace).map(|n| n.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Do the list-view labels of the Workspace `namespace/name`, as last seen, read `want`?
+    /// `None` when it has not been seen.
+    pub fn labels_read(&self, namespace: &str, name: &str, want: &BTreeMap<String, String>) -> Option<bool> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let seen = *g.live.get(namespace)?.get(name)?;
+        Some(seen == digest(&g.hasher, Some(want)))
+    }
+}
+
+/// A digest of the list-view labels in `labels`, present or not.
+fn digest(hasher: &std::hash::RandomState, labels: Option<&BTreeMap<String, String>>) -> u64 {
+    hasher.hash_one(labels::LIST_LABELS.map(|k| labels.and_then(|l| l.get(k))))
+}
+
+/// Take the list-view labels off a Workspace about to be cached, once the index has their
+/// digest; an emptied map goes too, since even an empty map's first node is kept.
+pub fn strip_list_labels(meta: &mut kube::api::ObjectMeta) {
+    if let Some(l) = meta.labels.as_mut() {
+        l.retain(|k, _| !labels::LIST_LABELS.contains(&k.as_str()));
+        if l.is_empty() {
+            meta.labels = None;
+        }
     }
 }
 
@@ -73,9 +114,9 @@ fn key<K: Resource>(o: &K) -> (String, String) {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
-fn insert<K: Resource>(names: &mut Names, o: &K) {
+fn insert<K: Resource>(names: &mut Names, o: &K, digest: u64) {
     let (ns, name) = key(o);
-    names.entry(ns).or_default().insert(name);
+    names.entry(ns).or_default().insert(name, digest);
 }
 
 #[cfg(test)]
@@ -109,5 +150,36 @@ mod tests {
         idx.apply(&Event::<RoleBinding>::InitDone);
         assert!(idx.names("a").is_empty());
         assert_eq!(idx.names("c"), ["z"]);
+    }
+
+    fn labelled(name: &str, pairs: &[(&str, &str)]) -> RoleBinding {
+        let mut o = rb("a", name);
+        o.metadata.labels = Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        o
+    }
+
+    #[test]
+    fn the_list_labels_last_seen_are_kept_as_a_digest_and_only_they_count() {
+        let idx = ByNamespace::default();
+        let want: BTreeMap<String, String> = [(labels::STATUS.to_string(), "Available".to_string())].into();
+        assert_eq!(idx.labels_read("a", "x", &want), None, "never seen");
+        idx.apply(&Event::Apply(labelled("x", &[(labels::STATUS, "Available"), ("team", "t")])));
+        assert_eq!(idx.labels_read("a", "x", &want), Some(true), "other labels do not count");
+        idx.apply(&Event::Apply(labelled("x", &[(labels::STATUS, "Failed")])));
+        assert_eq!(idx.labels_read("a", "x", &want), Some(false), "the latest version counts");
+        idx.apply(&Event::Apply(labelled("x", &[(labels::STATUS, "Available"), (labels::DEFAULT, "true")])));
+        assert_eq!(idx.labels_read("a", "x", &want), Some(false), "one too many");
+        idx.apply(&Event::Delete(labelled("x", &[])));
+        assert_eq!(idx.labels_read("a", "x", &want), None, "forgotten with the object");
+    }
+
+    #[test]
+    fn stripping_keeps_a_users_labels_and_drops_an_emptied_map() {
+        let mut only_ours = labelled("x", &[(labels::STATUS, "Available"), (labels::OWNER, "o")]).metadata;
+        strip_list_labels(&mut only_ours);
+        assert_eq!(only_ours.labels, None);
+        let mut mixed = labelled("x", &[(labels::STATUS, "Available"), ("team", "t")]).metadata;
+        strip_list_labels(&mut mixed);
+        assert_eq!(mixed.labels, Some([("team".to_string(), "t".to_string())].into()));
     }
 }

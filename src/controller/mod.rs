@@ -88,8 +88,7 @@ pub struct Context {
     recorder: Recorder,
     workspaces: Store<Guarded>,
     workspaces_by_ns: ByNamespace,
-    namespaces: Store<Namespace>,
-    /// RoleBindings, quotas, LimitRanges and NetworkPolicies, as the applier reads them.
+    /// Namespaces, RoleBindings, quotas, LimitRanges and NetworkPolicies, as reconciles read them.
     children: cache::Children,
     classes: Store<WorkspaceClass>,
     /// Consecutive failures per Workspace, for exponential backoff (reset on success).
@@ -189,28 +188,25 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
                 }
             }
         })
-        .modify(strip)
         .inspect_ok(move |ev| ws_indexer.apply(ev))
+        .modify(|w: &mut Guarded| {
+            strip(w);
+            index::strip_list_labels(w.meta_mut());
+        })
         .reflect(ws_writer)
         // The Workspace's own label and status writes: the reconcile that made them is done.
         .try_filter(not_an_echo(&expect, |w: &Guarded| {
             Key::Workspace(format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
         }))
         .touched_objects();
-    let (ns_store, ns_writer) = reflector::store();
-    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), children.clone())
-        .default_backoff()
-        .inspect(watch_health(&metrics, "namespaces"))
-        // Namespace status only repeats deletionTimestamp, which is in the metadata.
-        .modify(|ns: &mut Namespace| {
-            strip(ns);
-            ns.status = None;
-        })
-        .reflect(ns_writer)
-        .touched_objects();
     // Children are watched as metadata where that is all the applier reads, and cached as the
     // few facts it reads of them (see `cache`).
     let cache = cache::Children::default();
+    let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), children.clone())
+        .default_backoff()
+        .inspect(watch_health(&metrics, "namespaces"))
+        .inspect_ok(feed(&cache, Kind::Namespace, Cached::of_namespace))
+        .touched_objects();
     let rb_stream = watcher(Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()), children.clone())
         .default_backoff()
         .inspect(watch_health(&metrics, "rolebindings"))
@@ -261,9 +257,9 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     // would take a missing child for one to create. Waiting here, not in reconcile, means no
     // reconcile is spent (and requeued on a timer) while they fill.
     let children_synced = {
-        let (ns, class, cache) = (ns_store.clone(), class_store.clone(), cache.clone());
+        let (class, cache) = (class_store.clone(), cache.clone());
         async move {
-            let _ = futures::join!(ns.wait_until_ready(), class.wait_until_ready(), cache.wait_until_ready());
+            let _ = futures::join!(class.wait_until_ready(), cache.wait_until_ready());
         }
     };
     let ws_stream = futures::stream::once(async move {
@@ -277,7 +273,6 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         settings: config.settings.clone(),
         workspaces: ws_store.clone(),
         workspaces_by_ns: ws_index,
-        namespaces: ns_store,
         children: cache,
         classes: class_store,
         failures: Mutex::default(),
@@ -404,7 +399,7 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     // this holds; it stays as a guard, since a missing child means nothing before then. Check
     // without waiting: the caches fill only while the Controller polls its streams, which it
     // stops doing while every reconcile slot is taken.
-    let synced = is_synced(&ctx.namespaces) && ctx.children.is_synced() && is_synced(&ctx.classes);
+    let synced = ctx.children.is_synced() && is_synced(&ctx.classes);
     if !synced {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }

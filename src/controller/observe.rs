@@ -93,8 +93,8 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
     let blocked = plan::precheck(ws, &obs, &ctx.settings).is_some();
     let target = obs.target.clone();
     let skip_lookup = !teardown && (blocked || plan::creates_blindly(ws));
-    let namespace = match ctx.namespaces.get(&ObjectRef::new(&target)) {
-        Some(ns) => Seen::Found(Box::new((*ns).clone())),
+    let namespace = match ctx.children.get(Kind::Namespace, &target, &target).and_then(|c| c.to_namespace()) {
+        Some(ns) => Seen::Found(Box::new(ns)),
         None if skip_lookup => Seen::Unread,
         None => match get_namespace(ctx, &target).await? {
             Some(ns) => Seen::Found(Box::new(ns)),

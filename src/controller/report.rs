@@ -2,6 +2,8 @@
 //! finalizer, the status, and an Event for each change of state. Each is written only when it
 //! differs from what the Workspace already carries.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
@@ -27,24 +29,20 @@ pub fn workspace_key(ws: &Workspace) -> Key {
 /// stored object, so later writes of the same reconcile carry its resourceVersion.
 pub async fn metadata(ws: &mut Workspace, ctx: &Context, state: State) -> Result<(), ReportError> {
     let want = labels::list_labels(ws, state);
-    let have = ws.labels();
-    let mut patch_labels = serde_json::Map::new();
-    for (k, v) in &want {
-        if have.get(k) != Some(v) {
-            patch_labels.insert(k.clone(), json!(v));
-        }
-    }
-    for k in labels::LIST_LABELS {
-        if have.contains_key(k) && !want.contains_key(k) {
-            patch_labels.insert(k.into(), serde_json::Value::Null);
-        }
-    }
+    let (namespace, name) = (ws.namespace().unwrap_or_default(), ws.name_any());
+    let indexed = ctx.workspaces_by_ns.labels_read(&namespace, &name, &want);
+    let labelled = labels_as_wanted(ws.labels(), &want, indexed);
     let has_finalizer = ws.finalizers().iter().any(|f| f == labels::FINALIZER);
-    if patch_labels.is_empty() && has_finalizer {
+    if labelled && has_finalizer {
         return Ok(());
     }
     let mut meta = json!({"resourceVersion": ws.resource_version()});
-    if !patch_labels.is_empty() {
+    if !labelled {
+        // Every list-view label, wanted or removed (null on one that is not there changes
+        // nothing): which of them differ is not known, only that some do.
+        let patch_labels: serde_json::Map<_, _> = (labels::LIST_LABELS.iter())
+            .map(|k| (k.to_string(), want.get(*k).map_or(serde_json::Value::Null, |v| json!(v))))
+            .collect();
         meta["labels"] = serde_json::Value::Object(patch_labels);
     }
     if !has_finalizer {
@@ -59,6 +57,16 @@ pub async fn metadata(ws: &mut Workspace, ctx: &Context, state: State) -> Result
     ctx.expect.wrote(&workspace_key(ws), patched.resource_version());
     *ws = patched;
     Ok(())
+}
+
+/// Do a Workspace's list-view labels read `want`? A Workspace from the cache carries none of
+/// them, and the index answers (`indexed`) from their digest; one this reconcile has written
+/// since carries them all, and answers for itself.
+fn labels_as_wanted(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>, indexed: Option<bool>) -> bool {
+    if labels::LIST_LABELS.iter().any(|k| have.contains_key(*k)) {
+        return labels::LIST_LABELS.iter().all(|k| have.get(*k) == want.get(*k));
+    }
+    indexed.unwrap_or(false)
 }
 
 /// Write the status when it differs, and record an Event when the state changes. The Event's
@@ -129,4 +137,40 @@ pub async fn release(ws: &Workspace, ctx: &Context) -> Result<(), ReportError> {
     ctx.metrics.forget(&labels::workspace_key(ws));
     ctx.expect.forget(&workspace_key(ws));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn list_labels_are_judged_by_the_object_when_it_carries_them_else_by_the_index() {
+        let want = map(&[(labels::STATUS, "Available"), (labels::OWNER, "ann")]);
+        let cases = [
+            ("cached copy, index agrees", map(&[]), Some(true), true),
+            ("cached copy, index disagrees", map(&[]), Some(false), false),
+            ("cached copy, never indexed", map(&[]), None, false),
+            ("a user's own label does not count as list labels", map(&[("team", "x")]), Some(true), true),
+            ("written this reconcile, as wanted", want.clone(), Some(false), true),
+            (
+                "written this reconcile, one differs",
+                map(&[(labels::STATUS, "Failed"), (labels::OWNER, "ann")]),
+                Some(true),
+                false,
+            ),
+            (
+                "written this reconcile, an extra one",
+                map(&[(labels::STATUS, "Available"), (labels::OWNER, "ann"), (labels::DEFAULT, "true")]),
+                Some(true),
+                false,
+            ),
+        ];
+        for (case, have, indexed, expected) in cases {
+            assert_eq!(labels_as_wanted(&have, &want, indexed), expected, "{case}");
+        }
+    }
 }

@@ -232,6 +232,15 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
     c.eventually("the isolation restored", std::time::Duration::from_secs(20), || {
         c.kubectl(&["get", "networkpolicy", "workspace-isolation", "-n", &ns]).status.success().then_some(())
     });
+    // List-view labels she forges on her Workspace (the operator caches only their digest):
+    // put back, so list views never show her workspace as what it is not.
+    let forge =
+        ["label", "ws", "mine", "-n", ORG, "workspaces.dev/status=Deleted", "workspaces.dev/owner-", "--overwrite"];
+    assert!(tina.kubectl(&c, &forge).status.success(), "she may label her Workspaces");
+    let list_labels = "{.metadata.labels.workspaces\\.dev/status} {.metadata.labels.workspaces\\.dev/owner}";
+    c.eventually("forged list labels put back", std::time::Duration::from_secs(20), || {
+        (c.jsonpath(&["get", "ws", "mine", "-n", ORG], list_labels) == "Available tina").then_some(())
+    });
     // Bindings forged with the operator's labels: one passed off as her Workspace's is not the
     // operator's to keep, so it goes with the access it gave; one passed off as another team's
     // Workspace is neither taken for theirs nor deleted (the operator did not create it).
