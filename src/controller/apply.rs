@@ -3,14 +3,12 @@
 //! prunes only what the observation found to be the Workspace's; the namespace, which is created
 //! rather than applied, has its own small steps.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
@@ -20,10 +18,9 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::controller::build;
-use crate::controller::cache::Cached;
+use crate::controller::cache::{Amounts, Cached};
 use crate::controller::error::ApplyError;
 use crate::controller::observe::get_namespace;
-use crate::controller::policy::amount;
 use crate::controller::{Context, Key};
 use crate::labels;
 
@@ -84,7 +81,8 @@ pub trait Child:
     /// version moved since the operator wrote or first saw it. A kind whose content is cached
     /// answers from it instead.
     fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &Cached) -> bool {
-        cached.other_writers || ctx.versions.moved(key, cached.resource_version.as_deref())
+        let cached_rv = cached.resource_version.as_ref().map(ToString::to_string);
+        cached.other_writers || ctx.versions.moved(key, cached_rv.as_deref())
     }
 }
 
@@ -119,8 +117,8 @@ impl Child for ResourceQuota {
 
     /// Compared by amount: the API server stores `1024Mi` as `1Gi`.
     fn drifted(_ctx: &Context, _key: &Key, want: &Self, cached: &Cached) -> bool {
-        let want = want.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
-        cached.hard.as_deref().is_none_or(|have| !same_amounts(have, &want))
+        let want = Amounts::of(want.spec.as_ref().and_then(|s| s.hard.as_ref()));
+        cached.hard.as_ref().is_none_or(|have| !have.same(&want))
     }
 }
 
@@ -130,18 +128,6 @@ impl Child for LimitRange {
 
 impl Child for NetworkPolicy {
     const KIND: Kind = Kind::NetworkPolicy;
-}
-
-fn same_amounts(a: &BTreeMap<String, Quantity>, b: &BTreeMap<String, Quantity>) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|(k, q)| {
-            b.get(k).is_some_and(|w| w.0 == q.0 || amount(&w.0).zip(amount(&q.0)).is_some_and(|(x, y)| close(x, y)))
-        })
-}
-
-/// Equal but for floating-point rounding (`0.7` and `700m` are not exactly equal as f64).
-fn close(x: f64, y: f64) -> bool {
-    (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
 }
 
 /// `want` with the fingerprint of its content (everything but the fingerprint) as an annotation.
@@ -174,7 +160,8 @@ pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[
         let name = w.name_any();
         let key = Key::Child(child_ref::<K>(namespace, &name));
         let current = have.iter().find(|h| *h.name == *name);
-        let cached_rv = current.and_then(|h| h.resource_version.as_deref());
+        let cached_rv = current.and_then(|h| h.resource_version.as_ref()).map(ToString::to_string);
+        let cached_rv = cached_rv.as_deref();
         if current.is_some_and(|h| labelled_as(h, &w) && !K::drifted(ctx, &key, &w, h)) {
             ctx.expect.forget(&key);
             continue;
@@ -213,11 +200,11 @@ pub async fn prune<K: Child>(
     let mut settling = false;
     for h in have.iter().filter(|h| !keep.contains(&&*h.name)) {
         let key = Key::Child(child_ref::<K>(namespace, &h.name));
-        if ctx.expect.pending(&key, h.resource_version.as_deref()) {
+        if ctx.expect.pending(&key, h.resource_version.as_ref().map(ToString::to_string).as_deref()) {
             settling = true;
             continue;
         }
-        let uid = h.uid.as_deref().map(String::from);
+        let uid = h.uid.as_ref().map(ToString::to_string);
         delete_child(&api, child_ref::<K>(namespace, &h.name), uid).await?;
         ctx.expect.wrote(&key, None);
         ctx.versions.record(&key, None);
@@ -330,6 +317,8 @@ pub async fn delete_namespace(ctx: &Context, ns: &Namespace) -> Result<(), Apply
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::cache::Token;
+    use std::collections::BTreeMap;
 
     fn child(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
         let map = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
@@ -366,7 +355,8 @@ mod tests {
         let want = child(&OURS, &NOTES);
         let c = cached(child(&[&OURS[..], &[("team", "x")]].concat(), &[&NOTES[..], &[("note", "y")]].concat()));
         assert_eq!(&*c.name, "workspace-admins");
-        assert_eq!((c.resource_version.as_deref(), c.uid.as_deref()), (Some("7"), Some("u-1")));
+        let text = |t: &Option<Token>| t.as_ref().map(ToString::to_string);
+        assert_eq!((text(&c.resource_version), text(&c.uid)), (Some("7".into()), Some("u-1".into())));
         assert_eq!(c.workspace.as_deref(), Some("team-a/a"));
         assert_eq!(c.marks, marks(&want), "others' keys do not count");
     }
