@@ -166,21 +166,25 @@ const KNOWN_KEYS: [&str; 15] = [
 /// The tag of a key spelled out; the top bit of a tag marks an annotation.
 const LITERAL: u8 = 0x7f;
 const ANNOTATION: u8 = 0x80;
+const _: () = assert!(KNOWN_KEYS.len() < LITERAL as usize, "a known key's index must not read as LITERAL");
 
-/// Labels and annotations in one byte string: per entry a tag (the key's index in
-/// `KNOWN_KEYS`, or `LITERAL` and the key), then the value, each text behind its length.
+/// Labels and annotations in one byte string: the number of entries, then per entry a tag (the
+/// key's index in `KNOWN_KEYS`, or `LITERAL` and the key) and the value, each text behind its
+/// length. Lengths and the count are LEB128: seven bits a byte, the top bit says more follow.
 fn pack(labels: Option<&Map>, annotations: Option<&Map>) -> Box<[u8]> {
-    let mut out = Vec::new();
-    let text = |out: &mut Vec<u8>, s: &str| {
-        let mut n = s.len();
-        // LEB128: seven bits a byte, the top bit says more follow.
+    fn number(out: &mut Vec<u8>, mut n: usize) {
         while n >= 0x80 {
             out.push((n as u8 & 0x7f) | 0x80);
             n >>= 7;
         }
         out.push(n as u8);
+    }
+    fn text(out: &mut Vec<u8>, s: &str) {
+        number(out, s.len());
         out.extend_from_slice(s.as_bytes());
-    };
+    }
+    let mut out = Vec::new();
+    number(&mut out, labels.map_or(0, Map::len) + annotations.map_or(0, Map::len));
     for (map, kind) in [(labels, 0), (annotations, ANNOTATION)] {
         for (k, v) in map.into_iter().flatten() {
             match KNOWN_KEYS.iter().position(|known| known == k) {
@@ -196,25 +200,30 @@ fn pack(labels: Option<&Map>, annotations: Option<&Map>) -> Box<[u8]> {
     out.into_boxed_slice()
 }
 
-/// The labels and annotations `pack` packed (`None` for a map without entries).
+/// The labels and annotations `pack` packed (`None` for a map without entries), or nothing at
+/// all from bytes it did not make whole.
 fn unpack(mut bytes: &[u8]) -> Option<(Option<Map>, Option<Map>)> {
-    fn text(bytes: &mut &[u8]) -> Option<String> {
-        let (mut n, mut shift) = (0usize, 0);
+    fn number(bytes: &mut &[u8]) -> Option<usize> {
+        let (mut n, mut shift) = (0usize, 0u32);
         loop {
             let (&b, rest) = bytes.split_first()?;
             *bytes = rest;
             n |= usize::from(b & 0x7f).checked_shl(shift)?;
             shift += 7;
             if b < 0x80 {
-                break;
+                return Some(n);
             }
         }
+    }
+    fn text(bytes: &mut &[u8]) -> Option<String> {
+        let n = number(bytes)?;
         let (s, rest) = (bytes.get(..n)?, bytes.get(n..)?);
         *bytes = rest;
         String::from_utf8(s.to_vec()).ok()
     }
     let (mut labels, mut annotations) = (Map::new(), Map::new());
-    while let Some((&tag, rest)) = bytes.split_first() {
+    for _ in 0..number(&mut bytes)? {
+        let (&tag, rest) = bytes.split_first()?;
         bytes = rest;
         let key = match tag & !ANNOTATION {
             LITERAL => text(&mut bytes)?,
@@ -225,7 +234,7 @@ fn unpack(mut bytes: &[u8]) -> Option<(Option<Map>, Option<Map>)> {
         map.insert(key, value);
     }
     let some = |m: Map| (!m.is_empty()).then_some(m);
-    Some((some(labels), some(annotations)))
+    bytes.is_empty().then(|| (some(labels), some(annotations)))
 }
 
 /// A quota's hard amounts as the applier compares them: per resource, in order, a digest of
@@ -573,22 +582,34 @@ mod tests {
         assert_eq!(names(&cache, Kind::RoleBinding, "a"), ["x@1"], "a namespace's record goes alone");
     }
 
-    proptest::proptest! {
-        #[test]
-        fn packed_labels_and_annotations_read_back_as_they_were(
-            labels in proptest::collection::btree_map("(workspaces.dev/workspace|kubernetes.io/metadata.name|[a-z./-]{0,70})", ".{0,200}", 0..12),
-            annotations in proptest::collection::btree_map("(workspaces.dev/owner|pod-security.kubernetes.io/warn|.{0,140})", ".{0,300}", 0..12),
-        ) {
-            let some = |m: &Map| (!m.is_empty()).then(|| m.clone());
-            let packed = pack(Some(&labels), Some(&annotations));
-            proptest::prop_assert_eq!(unpack(&packed), Some((some(&labels), some(&annotations))));
-        }
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![proptest::sample::select(&KNOWN_KEYS[..]).prop_map(String::from), ".{0,140}"]
     }
 
     proptest::proptest! {
         #[test]
-        fn a_token_reads_back_as_the_text_it_was_made_of(s in "([0-9]{0,21}|[0-9a-fA-F-]{36}|.{0,40})") {
+        fn packed_labels_and_annotations_read_back_as_they_were(
+            labels in proptest::collection::btree_map(key(), ".{0,200}", 0..12),
+            annotations in proptest::collection::btree_map(key(), ".{0,300}", 0..12),
+            long in proptest::option::of(".{0,40}"),
+        ) {
+            // Now and then a value of 20,000 bytes and more, whose length takes three bytes.
+            let mut annotations = annotations;
+            if let Some(l) = long {
+                annotations.insert(labels::BEFORE_ANNOTATION.into(), l.repeat(20_000 / l.len().max(1) + 1));
+            }
+            let some = |m: &Map| (!m.is_empty()).then(|| m.clone());
+            let packed = pack(Some(&labels), Some(&annotations));
+            proptest::prop_assert_eq!(unpack(&packed), Some((some(&labels), some(&annotations))));
+        }
+
+        #[test]
+        fn a_token_reads_back_as_the_text_it_was_made_of(s in "([0-9]{0,21}|[0-9a-fA-F-]{36}|.{0,40})", uuid in proptest::array::uniform16(0u8..)) {
             proptest::prop_assert_eq!(Token::new(&s).to_string(), s);
+            let uuid = uuid::Uuid::from_bytes(uuid).hyphenated().to_string();
+            proptest::prop_assert_eq!(Token::new(&uuid), Token::Uuid(uuid::Uuid::parse_str(&uuid).unwrap().into_bytes()));
+            proptest::prop_assert_eq!(Token::new(&uuid).to_string(), uuid);
         }
     }
 
@@ -616,12 +637,16 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_pack_reads_as_nothing_rather_than_as_less() {
-        let labels: Map = [(labels::MANAGED_BY.to_string(), "workspace-operator".to_string())].into();
-        let packed = pack(Some(&labels), None);
-        for cut in 1..packed.len() {
+    fn a_pack_cut_anywhere_or_extended_reads_as_nothing_rather_than_as_less() {
+        let pairs = [(labels::MANAGED_BY, "workspace-operator"), ("team", "a"), (labels::MANAGEMENT, "Managed")];
+        let labels: Map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let annotations: Map = [(labels::UID_ANNOTATION.to_string(), "u-1".to_string())].into();
+        let packed = pack(Some(&labels), Some(&annotations));
+        assert!(unpack(&packed).is_some());
+        for cut in 0..packed.len() {
             assert_eq!(unpack(&packed[..cut]), None, "cut at {cut}");
         }
+        assert_eq!(unpack(&[&packed[..], &[0]].concat()), None, "trailing bytes");
     }
 
     #[test]
