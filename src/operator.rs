@@ -177,8 +177,7 @@ const FREE_MEMORY_EVERY: Duration = Duration::from_secs(10);
 /// Give the memory glibc's malloc holds free back to the system, now and then. A burst of
 /// reconciles (a fleet created at once, a cold start over a backlog) leaves its buffers' pages
 /// free between the long-lived cache entries made meanwhile, and malloc returns only what lies
-/// at the top of its heaps: without this, the process keeps its peak for good. The walk takes
-/// a few milliseconds over a gigabyte of heap.
+/// at the top of its heaps: without this, the process keeps its peak for good.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 async fn return_free_memory(every: Duration) {
     unsafe extern "C" {

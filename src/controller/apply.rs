@@ -81,8 +81,7 @@ pub trait Child:
     /// version moved since the operator wrote or first saw it. A kind whose content is cached
     /// answers from it instead.
     fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &Cached) -> bool {
-        let cached_rv = cached.resource_version.as_ref().map(ToString::to_string);
-        cached.other_writers || ctx.versions.moved(key, cached_rv.as_deref())
+        cached.other_writers || ctx.versions.moved(key, cached.version().as_deref())
     }
 }
 
@@ -160,7 +159,7 @@ pub async fn sync<K: Child>(ctx: &Context, namespace: &str, want: &[K], have: &[
         let name = w.name_any();
         let key = Key::Child(child_ref::<K>(namespace, &name));
         let current = have.iter().find(|h| *h.name == *name);
-        let cached_rv = current.and_then(|h| h.resource_version.as_ref()).map(ToString::to_string);
+        let cached_rv = current.and_then(Cached::version);
         let cached_rv = cached_rv.as_deref();
         if current.is_some_and(|h| labelled_as(h, &w) && !K::drifted(ctx, &key, &w, h)) {
             ctx.expect.forget(&key);
@@ -200,7 +199,7 @@ pub async fn prune<K: Child>(
     let mut settling = false;
     for h in have.iter().filter(|h| !keep.contains(&&*h.name)) {
         let key = Key::Child(child_ref::<K>(namespace, &h.name));
-        if ctx.expect.pending(&key, h.resource_version.as_ref().map(ToString::to_string).as_deref()) {
+        if ctx.expect.pending(&key, h.version().as_deref()) {
             settling = true;
             continue;
         }

@@ -53,6 +53,11 @@ pub struct NamespaceMeta {
 type Map = BTreeMap<String, String>;
 
 impl Cached {
+    /// Its resourceVersion as the API server wrote it.
+    pub fn version(&self) -> Option<String> {
+        self.resource_version.as_ref().map(Token::to_string)
+    }
+
     pub fn of<K: Resource>(kind: Kind, obj: &K) -> Cached {
         let meta = obj.meta();
         let others = (meta.managed_fields.iter().flatten())
@@ -96,7 +101,7 @@ impl Cached {
         let metadata = ObjectMeta {
             name: Some(self.name.to_string()),
             uid: self.uid.as_ref().map(Token::to_string),
-            resource_version: self.resource_version.as_ref().map(Token::to_string),
+            resource_version: self.version(),
             deletion_timestamp: kept.deletion_timestamp.clone(),
             labels,
             annotations,
