@@ -192,6 +192,9 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .modify(|w: &mut Guarded| {
             strip(w);
             index::strip_list_labels(w.meta_mut());
+            if let Some(status) = w.0.as_mut().ok().and_then(|w| w.status.as_mut()) {
+                status::shrink(status);
+            }
         })
         .reflect(ws_writer)
         // The Workspace's own label and status writes: the reconcile that made them is done.

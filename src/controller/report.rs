@@ -78,7 +78,11 @@ pub async fn status(
     outcome: &Outcome,
     cause: Option<&'static str>,
 ) -> Result<(), ReportError> {
-    let old = ws.status.clone();
+    // From the cache, its conditions are bare (see `status::shrink`).
+    let old = ws.status.clone().map(|mut s| {
+        status::restore(&mut s);
+        s
+    });
     let now = jiff::Timestamp::now();
     let observed = status::Observed {
         generation: ws.metadata.generation.unwrap_or(0),

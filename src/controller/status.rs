@@ -49,16 +49,21 @@ pub fn next(old: Option<&WorkspaceStatus>, outcome: &Outcome, o: &Observed<'_>) 
         Some(s) if s.observed_generation == Some(o.generation) => s.updated.clone().or_else(|| Some(now.clone())),
         _ => Some(now.clone()),
     };
-    let reached = outcome.state == goal(o.desired);
-    let in_progress = matches!(outcome.state, State::Pending | State::Provisioning | State::Deleting);
-    let stalled = matches!(outcome.state, State::Failed | State::DeleteFailed);
+    let truths = [outcome.state == goal(o.desired), in_progress(outcome.state), stalled(outcome.state)];
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let reason = outcome.reason.as_str();
-    let conditions = vec![
-        condition(old_conditions, "Ready", reached, reason, &outcome.message, o, o.now),
-        condition(old_conditions, "Reconciling", in_progress, reason, &outcome.message, o, o.now),
-        condition(old_conditions, "Stalled", stalled, reason, &outcome.message, o, o.now),
-    ];
+    let conditions = CONDITIONS
+        .iter()
+        .zip(truths)
+        .map(|(type_, on)| {
+            let status = if on { "True" } else { "False" };
+            let since = match old_conditions.iter().find(|c| c.type_ == *type_) {
+                Some(c) if c.status == status => c.last_transition_time.clone(),
+                _ => Time(*o.now),
+            };
+            condition(type_, on, reason, &outcome.message, Some(o.generation), since)
+        })
+        .collect();
     WorkspaceStatus {
         status: Some(outcome.state),
         state_reason: Some(outcome.reason),
@@ -72,29 +77,76 @@ pub fn next(old: Option<&WorkspaceStatus>, outcome: &Outcome, o: &Observed<'_>) 
     }
 }
 
-fn condition(
-    old: &[Condition],
-    type_: &str,
-    on: bool,
-    reason: &str,
-    message: &str,
-    o: &Observed<'_>,
-    now: &jiff::Timestamp,
-) -> Condition {
-    let status = if on { "True" } else { "False" };
-    let last = old.iter().find(|c| c.type_ == type_);
-    let last_transition_time = match last {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(*now),
-    };
+/// The condition types `next` writes, in the order it writes them.
+const CONDITIONS: [&str; 3] = ["Ready", "Reconciling", "Stalled"];
+
+fn in_progress(state: State) -> bool {
+    matches!(state, State::Pending | State::Provisioning | State::Deleting)
+}
+
+fn stalled(state: State) -> bool {
+    matches!(state, State::Failed | State::DeleteFailed)
+}
+
+fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Option<i64>, since: Time) -> Condition {
     Condition {
         type_: type_.into(),
-        status: status.into(),
+        status: if on { "True" } else { "False" }.into(),
         reason: reason.into(),
         message: message.into(),
-        observed_generation: Some(o.generation),
-        last_transition_time,
+        observed_generation: generation,
+        last_transition_time: since,
     }
+}
+
+/// Cached Workspaces keep their conditions without what `restore` can put back: the type (from
+/// the order `next` writes them in), the status, reason and message (from the state, reason and
+/// message beside them). Three conditions hold a dozen small strings, some 430 bytes a
+/// Workspace; conditions that are not as `next` writes them are left whole. The bare form is
+/// never a real one: conditions are a list keyed by type, so the API server cannot hold two with
+/// the same (empty) type.
+pub fn shrink(status: &mut WorkspaceStatus) {
+    let bare: Vec<Condition> = (status.conditions.iter())
+        .map(|c| Condition {
+            type_: String::new(),
+            status: String::new(),
+            reason: String::new(),
+            message: String::new(),
+            observed_generation: c.observed_generation,
+            last_transition_time: c.last_transition_time.clone(),
+        })
+        .collect();
+    if restored(status, &bare).as_ref() == Some(&status.conditions) {
+        status.conditions = bare;
+    }
+}
+
+/// The conditions `shrink` left bare, whole again.
+pub fn restore(status: &mut WorkspaceStatus) {
+    let bare = status.conditions.len() == CONDITIONS.len() && status.conditions.iter().all(|c| c.type_.is_empty());
+    if let Some(whole) = bare.then(|| restored(status, &status.conditions)).flatten() {
+        status.conditions = whole;
+    }
+}
+
+/// `bare`'s times and generations with what `next` writes beside them in `status`. `Ready` is
+/// taken to hold in the states a Workspace can ask for, which is what `next` writes unless the
+/// state and the spec disagree (then `shrink` finds the conditions differ and keeps them whole).
+fn restored(status: &WorkspaceStatus, bare: &[Condition]) -> Option<Vec<Condition>> {
+    let state = status.status?;
+    let reason = status.state_reason?.as_str();
+    let message = status.message.as_deref()?;
+    if bare.len() != CONDITIONS.len() {
+        return None;
+    }
+    let reached = matches!(state, State::Available | State::Deactivated | State::Deleted);
+    let truths = [reached, in_progress(state), stalled(state)];
+    let whole = (bare.iter().zip(CONDITIONS).zip(truths))
+        .map(|((c, type_), on)| {
+            condition(type_, on, reason, message, c.observed_generation, c.last_transition_time.clone())
+        })
+        .collect();
+    Some(whole)
 }
 
 #[cfg(test)]
@@ -139,5 +191,57 @@ mod tests {
         assert_eq!(ready.status, "False");
         let stalled = s2.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
         assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidSpec"));
+    }
+
+    #[test]
+    fn cached_conditions_lose_their_strings_and_come_back_as_they_were() {
+        use strum::VariantArray;
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let mut bare = 0;
+        for &desired in DesiredState::VARIANTS {
+            for &state in State::VARIANTS {
+                let first = Outcome::new(State::Provisioning, StateReason::Created, "working on it");
+                let o = Observed { desired, ..observed(&t0, 1) };
+                let before = next(None, &first, &o);
+                let o = Observed { desired, ..observed(&t1, 2) };
+                let status = next(Some(&before), &Outcome::new(state, StateReason::Provisioned, "done"), &o);
+                let mut cached = status.clone();
+                shrink(&mut cached);
+                let shrunk = cached.conditions.iter().all(|c| c.type_.is_empty() && c.message.is_empty());
+                bare += usize::from(shrunk);
+                // The spec asks for one state and the status holds another that is also a goal:
+                // `Ready` is False, which the cache cannot tell from the state alone.
+                let disagree =
+                    state != goal(desired) && matches!(state, State::Available | State::Deactivated | State::Deleted);
+                assert_eq!(shrunk, !disagree, "{desired:?} {state:?}");
+                restore(&mut cached);
+                assert_eq!(cached, status, "{desired:?} {state:?}");
+            }
+        }
+        assert!(bare >= State::VARIANTS.len(), "most statuses are cached bare");
+    }
+
+    #[test]
+    fn conditions_not_as_next_writes_them_are_cached_whole() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let written = next(None, &Outcome::new(State::Available, StateReason::Provisioned, "ready"), &observed(&t0, 1));
+        type Edit = fn(&mut WorkspaceStatus);
+        let edits: [(&str, Edit); 5] = [
+            ("a message of its own", |s| s.conditions[0].message = "mine".into()),
+            ("a condition more", |s| s.conditions.push(s.conditions[0].clone())),
+            ("one missing", |s| drop(s.conditions.pop())),
+            ("another order", |s| s.conditions.swap(0, 1)),
+            ("no state beside them", |s| s.status = None),
+        ];
+        for (what, edit) in edits {
+            let mut status = written.clone();
+            edit(&mut status);
+            let mut cached = status.clone();
+            shrink(&mut cached);
+            assert_eq!(cached, status, "{what}");
+            restore(&mut cached);
+            assert_eq!(cached, status, "{what}");
+        }
     }
 }
