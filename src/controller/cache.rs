@@ -24,11 +24,13 @@ use crate::labels;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cached {
     pub kind: Kind,
-    pub name: Box<str>,
+    /// A namespace's own record shares its name with the key it is filed under.
+    pub name: Arc<str>,
     pub resource_version: Option<Token>,
     pub uid: Option<Token>,
-    /// The Workspace it is annotated as belonging to (`namespace/name`).
-    pub workspace: Option<Box<str>>,
+    /// The Workspace it is annotated as belonging to (`namespace/name`): one allocation for
+    /// the namespace and all its children (see `Slot::upsert`).
+    pub workspace: Option<Arc<str>>,
     /// A digest of the operator's own labels and annotations on it (see `apply::marks`).
     pub marks: u64,
     /// Another field manager owns some of its content (labels and annotations aside).
@@ -284,7 +286,7 @@ impl Amounts {
 pub const KINDS: [Kind; 5] =
     [Kind::Namespace, Kind::RoleBinding, Kind::ResourceQuota, Kind::LimitRange, Kind::NetworkPolicy];
 
-type ByNamespace = HashMap<Box<str>, Slot>;
+type ByNamespace = HashMap<Arc<str>, Slot>;
 
 /// The children of one namespace. A handful, as a rule, kept in a vector grown one by one (room
 /// for twice as many would be most of the cache); past `MANY`, someone is flooding the
@@ -292,7 +294,7 @@ type ByNamespace = HashMap<Box<str>, Slot>;
 #[derive(Debug)]
 enum Slot {
     Few(Vec<Cached>),
-    Many(HashMap<(Kind, Box<str>), Cached>),
+    Many(HashMap<(Kind, Arc<str>), Cached>),
 }
 
 const MANY: usize = 32;
@@ -304,20 +306,27 @@ impl Default for Slot {
 }
 
 impl Slot {
-    fn upsert(&mut self, c: Cached) {
+    fn upsert(&mut self, mut c: Cached) {
         match self {
-            Slot::Few(all) => match all.iter().position(|have| have.kind == c.kind && have.name == c.name) {
-                Some(i) => all[i] = c,
-                None if all.len() < MANY => {
-                    all.reserve_exact(1);
-                    all.push(c);
+            Slot::Few(all) => {
+                // Children of one Workspace name it alike: keep the name once.
+                let same = all.iter().filter_map(|h| h.workspace.as_ref()).find(|w| Some(*w) == c.workspace.as_ref());
+                if let Some(w) = same {
+                    c.workspace = Some(w.clone());
                 }
-                None => {
-                    let mut map: HashMap<_, _> = all.drain(..).map(|c| ((c.kind, c.name.clone()), c)).collect();
-                    map.insert((c.kind, c.name.clone()), c);
-                    *self = Slot::Many(map);
+                match all.iter().position(|have| have.kind == c.kind && have.name == c.name) {
+                    Some(i) => all[i] = c,
+                    None if all.len() < MANY => {
+                        all.reserve_exact(1);
+                        all.push(c);
+                    }
+                    None => {
+                        let mut map: HashMap<_, _> = all.drain(..).map(|c| ((c.kind, c.name.clone()), c)).collect();
+                        map.insert((c.kind, c.name.clone()), c);
+                        *self = Slot::Many(map);
+                    }
                 }
-            },
+            }
             Slot::Many(map) => {
                 map.insert((c.kind, c.name.clone()), c);
             }
@@ -328,7 +337,7 @@ impl Slot {
         match self {
             Slot::Few(all) => all.retain(|c| !(c.kind == kind && &*c.name == name)),
             Slot::Many(map) => {
-                map.remove(&(kind, Box::from(name)));
+                map.remove(&(kind, Arc::from(name)));
             }
         }
         self.settle();
@@ -371,7 +380,7 @@ impl Slot {
     fn get(&self, kind: Kind, name: &str) -> Option<Cached> {
         match self {
             Slot::Few(all) => all.iter().find(|c| c.kind == kind && &*c.name == name).cloned(),
-            Slot::Many(map) => map.get(&(kind, Box::from(name))).cloned(),
+            Slot::Many(map) => map.get(&(kind, Arc::from(name))).cloned(),
         }
     }
 }
@@ -471,12 +480,16 @@ fn filed_under<K: Resource>(o: &K) -> Option<&str> {
 }
 
 /// File `c` under the object's namespace, in place of the same child if it is there.
-fn upsert<K: Resource>(map: &mut ByNamespace, o: &K, c: Cached) {
+fn upsert<K: Resource>(map: &mut ByNamespace, o: &K, mut c: Cached) {
     let Some(ns) = filed_under(o) else { return };
-    match map.get_mut(ns) {
-        Some(all) => all.upsert(c),
-        None => map.entry(ns.into()).or_default().upsert(c),
+    let key = match map.get_key_value(ns) {
+        Some((key, _)) => key.clone(),
+        None => Arc::from(ns),
+    };
+    if *c.name == *key {
+        c.name = key.clone();
     }
+    map.entry(key).or_default().upsert(c);
 }
 
 #[cfg(test)]
@@ -533,6 +546,26 @@ mod tests {
         assert!(names(&cache, Kind::RoleBinding, "a").is_empty());
         assert_eq!(names(&cache, Kind::RoleBinding, "c"), ["z@5"]);
         assert_eq!(names(&cache, Kind::NetworkPolicy, "a"), ["x@4"]);
+    }
+
+    #[test]
+    fn children_of_one_workspace_share_its_name_and_others_keep_their_own() {
+        let cache = Children::default();
+        let of = |name: &str, workspace: &str| {
+            let mut b = rb("a", name, "1");
+            b.metadata.annotations = Some([(labels::WORKSPACE_ANNOTATION.to_string(), workspace.to_string())].into());
+            b
+        };
+        feed(&cache, Kind::RoleBinding, Event::Apply(of("x", "team/a")));
+        feed(&cache, Kind::RoleBinding, Event::Apply(of("y", "team/a")));
+        feed(&cache, Kind::NetworkPolicy, Event::Apply(of("x", "team/b")));
+        // An update of a child already filed shares too.
+        feed(&cache, Kind::RoleBinding, Event::Apply(of("x", "team/a")));
+        let workspace = |kind, name| cache.get(kind, "a", name).and_then(|c| c.workspace).unwrap();
+        let (x, y, other) =
+            (workspace(Kind::RoleBinding, "x"), workspace(Kind::RoleBinding, "y"), workspace(Kind::NetworkPolicy, "x"));
+        assert!(Arc::ptr_eq(&x, &y), "one allocation for team/a");
+        assert_eq!((&*x, &*other), ("team/a", "team/b"));
     }
 
     #[test]
