@@ -192,8 +192,10 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         .modify(|w: &mut Guarded| {
             strip(w);
             index::strip_list_labels(w.meta_mut());
-            if let Some(status) = w.0.as_mut().ok().and_then(|w| w.status.as_mut()) {
-                status::shrink(status);
+            if let Ok(w) = w.0.as_mut()
+                && let Some(status) = w.status.as_mut()
+            {
+                status::shrink(status, &labels::workspace_id(w.metadata.uid.as_deref().unwrap_or_default()));
             }
         })
         .reflect(ws_writer)

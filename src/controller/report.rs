@@ -78,9 +78,10 @@ pub async fn status(
     outcome: &Outcome,
     cause: Option<&'static str>,
 ) -> Result<(), ReportError> {
-    // From the cache, its conditions are bare (see `status::shrink`).
+    let workspace_id = labels::workspace_id(ws.metadata.uid.as_deref().unwrap_or(""));
+    // From the cache, its status is bare (see `status::shrink`).
     let old = ws.status.clone().map(|mut s| {
-        status::restore(&mut s);
+        status::restore(&mut s, &workspace_id);
         s
     });
     let now = jiff::Timestamp::now();
@@ -88,7 +89,7 @@ pub async fn status(
         generation: ws.metadata.generation.unwrap_or(0),
         desired: ws.spec.desired_state,
         namespace: Some(target.to_string()),
-        workspace_id: labels::workspace_id(ws.metadata.uid.as_deref().unwrap_or("")),
+        workspace_id,
         now: &now,
     };
     let next = status::next(old.as_ref(), outcome, &observed);

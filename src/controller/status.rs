@@ -99,13 +99,13 @@ fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Opt
     }
 }
 
-/// Cached Workspaces keep their conditions without what `restore` can put back: the type (from
-/// the order `next` writes them in), the status, reason and message (from the state, reason and
-/// message beside them). Three conditions hold a dozen small strings, some 430 bytes a
-/// Workspace; conditions that are not as `next` writes them are left whole. The bare form is
-/// never a real one: conditions are a list keyed by type, so the API server cannot hold two with
-/// the same (empty) type.
-pub fn shrink(status: &mut WorkspaceStatus) {
+/// Cached Workspaces keep their status without what `restore` can put back: of the conditions,
+/// the type (from the order `next` writes them in), the status, reason and message (from the
+/// state, reason and message beside them); and the workspace id, which is the uid's (`id`).
+/// That is a dozen small strings, some 500 bytes a Workspace. A status that is not as `next`
+/// writes it is left whole. The bare form is never a real one: conditions are a list keyed by
+/// type, so the API server cannot hold two with the same (empty) type.
+pub fn shrink(status: &mut WorkspaceStatus, id: &str) {
     let bare: Vec<Condition> = (status.conditions.iter())
         .map(|c| Condition {
             type_: String::new(),
@@ -116,16 +116,18 @@ pub fn shrink(status: &mut WorkspaceStatus) {
             last_transition_time: c.last_transition_time.clone(),
         })
         .collect();
-    if restored(status, &bare).as_ref() == Some(&status.conditions) {
+    if status.workspace_id.as_deref() == Some(id) && restored(status, &bare).as_ref() == Some(&status.conditions) {
         status.conditions = bare;
+        status.workspace_id = None;
     }
 }
 
-/// The conditions `shrink` left bare, whole again.
-pub fn restore(status: &mut WorkspaceStatus) {
+/// The status `shrink` left bare, whole again.
+pub fn restore(status: &mut WorkspaceStatus, id: &str) {
     let bare = status.conditions.len() == CONDITIONS.len() && status.conditions.iter().all(|c| c.type_.is_empty());
     if let Some(whole) = bare.then(|| restored(status, &status.conditions)).flatten() {
         status.conditions = whole;
+        status.workspace_id = Some(id.into());
     }
 }
 
@@ -207,15 +209,16 @@ mod tests {
                 let o = Observed { desired, ..observed(&t1, 2) };
                 let status = next(Some(&before), &Outcome::new(state, StateReason::Provisioned, "done"), &o);
                 let mut cached = status.clone();
-                shrink(&mut cached);
-                let shrunk = cached.conditions.iter().all(|c| c.type_.is_empty() && c.message.is_empty());
+                shrink(&mut cached, "id");
+                let shrunk = cached.conditions.iter().all(|c| c.type_.is_empty() && c.message.is_empty())
+                    && cached.workspace_id.is_none();
                 bare += usize::from(shrunk);
                 // The spec asks for one state and the status holds another that is also a goal:
                 // `Ready` is False, which the cache cannot tell from the state alone.
                 let disagree =
                     state != goal(desired) && matches!(state, State::Available | State::Deactivated | State::Deleted);
                 assert_eq!(shrunk, !disagree, "{desired:?} {state:?}");
-                restore(&mut cached);
+                restore(&mut cached, "id");
                 assert_eq!(cached, status, "{desired:?} {state:?}");
             }
         }
@@ -227,7 +230,9 @@ mod tests {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let written = next(None, &Outcome::new(State::Available, StateReason::Provisioned, "ready"), &observed(&t0, 1));
         type Edit = fn(&mut WorkspaceStatus);
-        let edits: [(&str, Edit); 5] = [
+        let edits: [(&str, Edit); 7] = [
+            ("a workspace id of its own", |s| s.workspace_id = Some("other".into())),
+            ("no workspace id", |s| s.workspace_id = None),
             ("a message of its own", |s| s.conditions[0].message = "mine".into()),
             ("a condition more", |s| s.conditions.push(s.conditions[0].clone())),
             ("one missing", |s| drop(s.conditions.pop())),
@@ -238,9 +243,9 @@ mod tests {
             let mut status = written.clone();
             edit(&mut status);
             let mut cached = status.clone();
-            shrink(&mut cached);
+            shrink(&mut cached, "id");
             assert_eq!(cached, status, "{what}");
-            restore(&mut cached);
+            restore(&mut cached, "id");
             assert_eq!(cached, status, "{what}");
         }
     }
