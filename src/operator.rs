@@ -50,8 +50,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_from(kube_config.clone())?;
     let metrics = Arc::new(Metrics::default());
     tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tokio::spawn(return_free_memory(FREE_MEMORY_EVERY));
     wait_for_crd(&client).await;
     let elector = args
         .leader_elect
@@ -168,28 +166,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// How often memory malloc holds free is given back.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const FREE_MEMORY_EVERY: Duration = Duration::from_secs(10);
-
-/// Give the memory glibc's malloc holds free back to the system, now and then. A burst of
-/// reconciles (a fleet created at once, a cold start over a backlog) leaves its buffers' pages
-/// free between the long-lived cache entries made meanwhile, and malloc returns only what lies
-/// at the top of its heaps: without this, the process keeps its peak for good.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-async fn return_free_memory(every: Duration) {
-    unsafe extern "C" {
-        /// glibc: release free memory at the top of the heap and, since 2.8, the whole free
-        /// pages inside every arena. Safe to call at any time from any thread.
-        fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    }
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // SAFETY: takes no pointers and touches only malloc's own state, under its locks.
-        let _ = tokio::task::spawn_blocking(|| unsafe { malloc_trim(0) }).await;
-    }
 }
