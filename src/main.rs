@@ -25,8 +25,8 @@ enum Command {
 /// during bursts of short-lived buffers (a fleet created at once, a cold start over a backlog);
 /// glibc's malloc kept the pages those buffers freed between the cache's entries, and the RSS
 /// ended 10–30% above the heap, by how the burst fell (see the README's Performance section).
-/// jemalloc's size-class slabs keep the two apart.
-#[cfg(not(target_env = "msvc"))]
+/// jemalloc's size-class slabs keep the two apart. Unix only: it is poorly supported on Windows.
+#[cfg(unix)]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

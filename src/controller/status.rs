@@ -124,7 +124,11 @@ pub fn shrink(status: &mut WorkspaceStatus, id: &str) {
 
 /// The status `shrink` left bare, whole again.
 pub fn restore(status: &mut WorkspaceStatus, id: &str) {
-    let bare = status.conditions.len() == CONDITIONS.len() && status.conditions.iter().all(|c| c.type_.is_empty());
+    // Both marks of the bare form: an API server that took three conditions of one empty type
+    // (a CRD relaxed by hand) still has the status it was given read as it is.
+    let bare = status.workspace_id.is_none()
+        && status.conditions.len() == CONDITIONS.len()
+        && status.conditions.iter().all(|c| c.type_.is_empty());
     if let Some(whole) = bare.then(|| restored(status, &status.conditions)).flatten() {
         status.conditions = whole;
         status.workspace_id = Some(id.into());
@@ -223,6 +227,18 @@ mod tests {
             }
         }
         assert!(bare >= State::VARIANTS.len(), "most statuses are cached bare");
+    }
+
+    #[test]
+    fn a_status_with_an_id_is_never_taken_for_a_bare_one() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let written = next(None, &Outcome::new(State::Available, StateReason::Provisioned, "ready"), &observed(&t0, 1));
+        let mut odd = written.clone();
+        shrink(&mut odd, "id");
+        odd.workspace_id = Some("id".into());
+        let before = odd.clone();
+        restore(&mut odd, "id");
+        assert_eq!(odd, before);
     }
 
     #[test]
