@@ -18,8 +18,8 @@ use workspace_operator::crd::Workspace;
 use workspace_operator::fixtures::ws;
 
 const WORKSPACES: &str = "workspaces.dev/workspaces";
-/// How long the operator is watched idle for its settled RSS: past two of its 10 s returns of
-/// free memory.
+/// How long the operator is watched idle for its settled RSS: past two of jemalloc's 10 s decays
+/// of freed pages.
 const SETTLE: Duration = Duration::from_secs(25);
 
 struct Operator {
@@ -56,8 +56,8 @@ impl Operator {
     }
 
     /// RSS once the operator is idle: the lowest of samples over `span`, which covers more than
-    /// one of its periodic returns of free memory to the system. What convergence left behind
-    /// (scheduler queues, buffers) is then gone; the caches remain.
+    /// one period in which its allocator returns freed pages to the system. What convergence
+    /// left behind (scheduler queues, buffers) is then gone; the caches remain.
     fn settled_rss_mib(&self, span: Duration) -> f64 {
         let end = Instant::now() + span;
         let mut low = self.rss_mib();
