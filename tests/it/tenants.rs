@@ -241,6 +241,13 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
     c.eventually("forged list labels put back", std::time::Duration::from_secs(20), || {
         (c.jsonpath(&["get", "ws", "mine", "-n", ORG], list_labels) == "Available tina").then_some(())
     });
+    // The status is the operator's alone, which is what lets its cache keep a Workspace's
+    // status bare (see `status::shrink`): her write to the status subresource, here of the bare
+    // form itself, is refused, and the status stays as the operator wrote it.
+    let bare = r#"{"status":{"status":"Available","conditions":[{"type":"","status":"","reason":"","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
+    let status_write = ["patch", "ws", "mine", "-n", ORG, "--subresource=status", "--type=merge", "-p", bare];
+    tina.forbidden(&c, "a write to her Workspace's status", &status_write);
+    assert_eq!(c.jsonpath(&["get", "ws", "mine", "-n", ORG], "{.status.conditions[0].type}"), "Ready");
     // Bindings forged with the operator's labels: one passed off as her Workspace's is not the
     // operator's to keep, so it goes with the access it gave; one passed off as another team's
     // Workspace is neither taken for theirs nor deleted (the operator did not create it).
