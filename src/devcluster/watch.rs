@@ -212,10 +212,24 @@ impl WatchWriter {
     }
 
     async fn send_raw(&mut self, kind: &str, obj: Value) -> std::result::Result<(), ()> {
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        let mut line = event_line(kind, &obj);
         line.push(b'\n');
         self.tx.send(Bytes::from(line)).await.map_err(|_| ())
     }
+}
+
+/// A watch event as the real server encodes it (Go's `metav1.WatchEvent`): "type", then
+/// "object". A JSON map would sort "object" first, and clients that decode the event as a
+/// tagged enum (kube-rs's `WatchEvent`) would then buffer the whole object before reading it.
+fn event_line(kind: &str, obj: &Value) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"{\"type\":");
+    // Neither can fail: a &str and a Value always serialize.
+    let _ = serde_json::to_writer(&mut line, kind);
+    line.extend_from_slice(b",\"object\":");
+    let _ = serde_json::to_writer(&mut line, obj);
+    line.push(b'}');
+    line
 }
 
 fn bookmark(res: &Resource, rv: u64, initial_end: bool, partial: bool) -> Value {

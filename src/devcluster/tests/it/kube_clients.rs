@@ -149,6 +149,27 @@ async fn watch_semantics_on_the_wire() {
     assert_eq!(cur.resource_version(), same.resource_version());
 }
 
+/// Go's metav1.WatchEvent encodes "type" before "object", and clients read in that order:
+/// kube-rs decodes the event as a tagged enum and buffers the whole object when it comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_event_names_its_type_before_its_object() {
+    let c = Cluster::start();
+    let client = c.server.client();
+    create_many(&client, "t", 2).await;
+    for accept in ["application/json", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"] {
+        let path = "/api/v1/namespaces/t/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1";
+        let req = hyper::Request::get(path).header("Accept", accept).body(Vec::new()).unwrap();
+        let body = client.request_text(req).await.expect("watch");
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), 2, "{body}");
+        for line in lines {
+            assert!(line.starts_with(r#"{"type":"ADDED","object":{"#), "{accept}: {line}");
+            let event: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+            assert!(event["object"]["metadata"]["name"].is_string(), "{line}");
+        }
+    }
+}
+
 /// 8 writers (read-modify-write with retries) and 4 watchers over 10,000 objects: every watcher
 /// sees every change once and in order, and no update is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
