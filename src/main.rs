@@ -30,13 +30,31 @@ enum Command {
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Run(args) => workspace_operator::operator::run(args).await?,
-        Command::Crd => print!("{}", workspace_operator::crd::crd_yaml()),
-        #[cfg(feature = "dev")]
-        Command::Dev(args) => workspace_operator::dev::run(args).await?,
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    runtime(&cli.command)?.block_on(async {
+        match cli.command {
+            Command::Run(args) => workspace_operator::operator::run(args).await?,
+            Command::Crd => print!("{}", workspace_operator::crd::crd_yaml()),
+            #[cfg(feature = "dev")]
+            Command::Dev(args) => workspace_operator::dev::run(args).await?,
+        }
+        Ok(())
+    })
+}
+
+/// The operator runs on one thread unless told otherwise. Its work is short steps between
+/// network waits, and it is mostly waiting: over a backlog it keeps a core well under busy. On
+/// more threads those steps land on whichever worker is awake, and waking a sleeping worker
+/// for each one cost more CPU than the steps (see the README's Performance section).
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match command {
+        Command::Run(args) => args.worker_threads,
+        _ => 0,
+    };
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
-    Ok(())
 }

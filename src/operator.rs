@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// Workspaces reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Threads that run the operator; 0 means one per core.
+    #[arg(long, default_value_t = 1, env = "WORKER_THREADS")]
+    pub worker_threads: usize,
     /// Take a Lease before reconciling, so only one replica writes.
     #[arg(long)]
     pub leader_elect: bool,
