@@ -7,11 +7,13 @@
 // kube-derive takes repeated `printcolumn`/`selectable` attributes by design.
 #![allow(clippy::duplicated_attributes)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::core::error_boundary::InvalidObject;
+use kube::{CustomResource, CustomResourceExt, KubeSchema, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use strum::{EnumString, IntoStaticStr, VariantArray};
@@ -417,6 +419,55 @@ api_enum! {
     }
 }
 
+/// A Workspace as the watch delivers it: decoded, or (stored under a looser schema) only its
+/// metadata and the decoding error, so one bad object cannot stop the list of all the others.
+/// kube's `DeserializeGuard` does the same with two copies of every object; this decodes one
+/// and leaves out its managedFields, which nothing reads and which are most of its size.
+#[derive(Clone, Debug)]
+pub struct Guarded(pub Result<Workspace, InvalidObject>);
+
+impl<'de> Deserialize<'de> for Guarded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut buffer = serde_json::Value::deserialize(deserializer)?;
+        if let Some(meta) = buffer.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        match Workspace::deserialize(&buffer) {
+            Ok(ws) => Ok(Guarded(Ok(ws))),
+            Err(e) => {
+                let metadata =
+                    buffer.get("metadata").map(ObjectMeta::deserialize).transpose().map_err(D::Error::custom)?;
+                Ok(Guarded(Err(InvalidObject { error: e.to_string(), metadata: metadata.unwrap_or_default() })))
+            }
+        }
+    }
+}
+
+impl Resource for Guarded {
+    type DynamicType = ();
+    type Scope = <Workspace as Resource>::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Workspace::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        Workspace::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        Workspace::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Workspace::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        self.0.as_ref().map_or_else(|e| &e.metadata, Workspace::meta)
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        self.0.as_mut().map_or_else(|e| &mut e.metadata, Workspace::meta_mut)
+    }
+}
+
 // ----- WorkspaceClass ----------------------------------------------------------------------------
 
 /// The annotation that makes a WorkspaceClass the default, as for StorageClass and IngressClass.
@@ -713,6 +764,35 @@ mod tests {
         agree::<GrantRole>();
         agree::<State>();
         agree::<StateReason>();
+    }
+
+    fn guarded(spec: serde_json::Value) -> Guarded {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
+            "metadata": {"name": "w", "namespace": "team", "resourceVersion": "7",
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1"}]},
+            "spec": spec,
+        }))
+        .expect("a Workspace with readable metadata always decodes")
+    }
+
+    #[test]
+    fn a_readable_workspace_decodes_whole_but_for_its_managed_fields() {
+        let g = guarded(serde_json::json!({"owner": "alice", "displayName": "A"}));
+        let ws = g.0.as_ref().expect("readable");
+        assert_eq!((ws.spec.owner.as_str(), ws.spec.display_name.as_deref()), ("alice", Some("A")));
+        assert_eq!(g.meta().resource_version.as_deref(), Some("7"));
+        assert_eq!(g.meta().managed_fields, None, "never read, so never decoded");
+    }
+
+    #[test]
+    fn an_unreadable_workspace_keeps_its_metadata_and_the_error() {
+        let g = guarded(serde_json::json!({"owner": "alice", "desiredState": "Sleeping"}));
+        let invalid = g.0.as_ref().expect_err("no such desired state");
+        assert!(invalid.error.contains("Sleeping"), "{}", invalid.error);
+        assert_eq!((g.meta().namespace.as_deref(), g.meta().name.as_deref()), (Some("team"), Some("w")));
+        let no_meta: Result<Guarded, _> = serde_json::from_value(serde_json::json!({"metadata": {"name": 5}}));
+        assert!(no_meta.is_err(), "without metadata there is nothing to report on");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -50,9 +50,7 @@ use cache::Cached;
 use expectations::{Expectations, Versions};
 use index::ByNamespace;
 
-/// A Workspace as the watch delivers it: decoded, or (stored under a looser schema) only its
-/// metadata and the decoding error, so one bad object cannot stop the list of all the others.
-pub type Guarded = DeserializeGuard<Workspace>;
+pub use crate::crd::Guarded;
 
 /// Operator settings from flags.
 #[derive(Clone)]
