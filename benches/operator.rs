@@ -70,12 +70,7 @@ impl Operator {
 
     /// User plus system CPU the operator process has used so far, in milliseconds.
     fn cpu_ms(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may hold spaces): utime and
-        // stime are the 12th and 13th, in clock ticks of 1/100 s on Linux.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let field = |i: usize| rest.split_whitespace().nth(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (field(11) + field(12)) * 10.0
+        stat_cpu_ms(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// Is `/readyz` answering 200?
@@ -323,23 +318,35 @@ fn rebuilt(c: &Captured) -> (String, Vec<u8>) {
     (uri, body)
 }
 
+/// `c` as it can be sent to the replay's server (see `rebuilt`), made before the clock starts.
+fn prepared(c: Captured) -> Captured {
+    let (uri, body) = rebuilt(&c);
+    Captured { uri, body: body.into(), ..c }
+}
+
 async fn send(client: &kube::Client, c: &Captured) -> Option<kube::client::Body> {
-    let (uri, body) = rebuilt(c);
-    let mut req = hyper::Request::builder().method(c.method.as_str()).uri(uri);
+    let mut req = hyper::Request::builder().method(c.method.as_str()).uri(c.uri.as_str());
     for (k, v) in [("content-type", &c.content_type), ("accept", &c.accept)] {
         if !v.is_empty() {
             req = req.header(k, v.as_str());
         }
     }
-    let resp = client.send(req.body(kube::client::Body::from(body)).ok()?).await.ok()?;
+    let resp = client.send(req.body(kube::client::Body::from(c.body.to_vec())).ok()?).await.ok()?;
     resp.status().is_success().then(|| resp.into_body())
 }
 
 /// Send `work` (captured from the operator and the benchmark while 10,000 Workspaces converged)
 /// to a fresh server set up as the first was, with the operator's watches open: the rate the
 /// API server alone sustains for that work. Returns seconds and requests that failed.
-fn replay(rt: &tokio::runtime::Runtime, watches: &[Captured], work: Vec<Captured>) -> (f64, usize) {
+/// The client runs on one thread of its own, as the operator does, so that its CPU can be read
+/// and set beside the operator's: what the same requests and watches cost with nothing decoded.
+fn replay(watches: &[Captured], work: Vec<Captured>) -> Replayed {
+    std::thread::scope(|s| s.spawn(|| replay_on_this_thread(watches, work)).join().expect("replay thread"))
+}
+
+fn replay_on_this_thread(watches: &[Captured], work: Vec<Captured>) -> Replayed {
     use http_body_util::BodyExt;
+    let rt = &tokio::runtime::Builder::new_current_thread().enable_all().build().expect("replay runtime");
     let server = Background::start().expect("replay server");
     let admin = rt.block_on(async { server.client() });
     let operator = rt.block_on(async {
@@ -356,7 +363,7 @@ fn replay(rt: &tokio::runtime::Runtime, watches: &[Captured], work: Vec<Captured
     let drains: Vec<_> = watches
         .iter()
         .map(|w| {
-            let (client, w, opened) = (client_of(w), w.clone(), opened.clone());
+            let (client, w, opened) = (client_of(w), prepared(w.clone()), opened.clone());
             rt.spawn(async move {
                 let body = send(&client, &w).await;
                 let _ = opened.send(()).await;
@@ -378,9 +385,10 @@ fn replay(rt: &tokio::runtime::Runtime, watches: &[Captured], work: Vec<Captured
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         chain(&c).hash(&mut h);
-        lanes[(h.finish() % LANES as u64) as usize].push(c);
+        lanes[(h.finish() % LANES as u64) as usize].push(prepared(c));
     }
     let start = Instant::now();
+    let cpu0 = stat_cpu_ms("/proc/thread-self/stat");
     let failed: usize = rt
         .block_on(futures::future::join_all(lanes.into_iter().map(|lane| {
             let (operator, admin, user) = (operator.clone(), admin.clone(), operator_user.clone());
@@ -399,8 +407,26 @@ fn replay(rt: &tokio::runtime::Runtime, watches: &[Captured], work: Vec<Captured
         .into_iter()
         .sum();
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_ms = stat_cpu_ms("/proc/thread-self/stat") - cpu0;
     drains.iter().for_each(|d| d.abort());
-    (elapsed, failed)
+    Replayed { elapsed, failed, cpu_ms }
+}
+
+struct Replayed {
+    elapsed: f64,
+    failed: usize,
+    /// CPU of the client's thread while it sent the work.
+    cpu_ms: f64,
+}
+
+/// utime + stime of a /proc `stat` file, in ms.
+fn stat_cpu_ms(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let field = |i: usize| rest.split_whitespace().nth(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) * 10.0
 }
 
 fn main() {
@@ -625,8 +651,10 @@ fn main() {
     push(&mut rows, Row("  of which Event creates per workspace", format!("{events_per_ws:.2}")));
     // The real ceiling: the same requests from a minimal client against a fresh server.
     let captured = work.len();
-    let (replay_s, replay_failed) = replay(&rt, &watches, work);
+    let replayed = replay(&watches, work);
+    let (replay_s, replay_failed) = (replayed.elapsed, replayed.failed);
     let limit_ws_per_s = 10_000.0 / replay_s;
+    let replay_cpu_ms_per_ws = replayed.cpu_ms / 10_000.0;
     let server_fraction = throughput / limit_ws_per_s;
     push(
         &mut rows,
@@ -639,6 +667,13 @@ fn main() {
         ),
     );
     push(&mut rows, Row("  operator rate / replay rate (server_fraction)", format!("{server_fraction:.2}")));
+    push(
+        &mut rows,
+        Row(
+            "  replay client CPU per workspace (ms): same requests, nothing decoded",
+            format!("{replay_cpu_ms_per_ws:.3}"),
+        ),
+    );
     let rss_10k = operator.rss_mib();
     push(&mut rows, Row("operator RSS with 11,000 Workspaces cached (MiB)", format!("{rss_10k:.1}")));
 
@@ -726,6 +761,7 @@ fn main() {
             &rows,
             &[
                 ("cpu_ms_per_workspace", format!("{cpu_ms_per_ws:.3}")),
+                ("replay_cpu_ms_per_workspace", format!("{replay_cpu_ms_per_ws:.3}")),
                 ("backlog_10000_s", format!("{backlog_s:.2}")),
                 ("rss_10k_mib", format!("{rss_10k:.1}")),
             ],
@@ -860,6 +896,7 @@ fn main() {
         ("rss_100k_settled_mib", format!("{rss_100k_settled:.1}")),
         ("bytes_per_workspace_settled", format!("{bytes_per_ws_settled:.0}")),
         ("cpu_ms_per_workspace", format!("{cpu_ms_per_ws:.3}")),
+        ("replay_cpu_ms_per_workspace", format!("{replay_cpu_ms_per_ws:.3}")),
         ("backlog_10000_s", format!("{backlog_s:.2}")),
         ("flood_rss_mib", format!("{flood_rss_mib:.1}")),
         ("restart_100k_ready_s", format!("{ready_s:.2}")),
