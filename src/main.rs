@@ -49,8 +49,10 @@ fn main() -> anyhow::Result<()> {
 /// for each one cost more CPU than the steps (see the README's Performance section).
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = match command {
-        Command::Run(args) => args.worker_threads,
-        _ => 0,
+        Command::Run(args) => usize::from(args.worker_threads),
+        Command::Crd => 1,
+        #[cfg(feature = "dev")]
+        Command::Dev(_) => 0,
     };
     match threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),

@@ -31,8 +31,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
     /// Threads that run the operator; 0 means one per core.
-    #[arg(long, default_value_t = 1, env = "WORKER_THREADS")]
-    pub worker_threads: usize,
+    #[arg(long, default_value_t = 1, env = "WORKER_THREADS", value_parser = clap::value_parser!(u16).range(..=64))]
+    pub worker_threads: u16,
     /// Take a Lease before reconciling, so only one replica writes.
     #[arg(long)]
     pub leader_elect: bool,
@@ -54,15 +54,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
     wait_for_crd(&client).await;
-    let elector = args
-        .leader_elect
-        .then(|| Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)));
+    let elector = args.leader_elect.then(|| {
+        Arc::new(Elector::new(client.clone(), LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)))
+    });
     let config = Config {
         settings: Settings { operator_namespace: args.operator_namespace.clone() },
         concurrency: args.concurrency,
         namespace: args.watch_namespace.clone(),
         metrics: Some(metrics.clone()),
-        fence: elector.as_ref().map(Elector::fence),
+        fence: elector.as_ref().map(|e| e.fence()),
     };
     metrics.set_ready(true);
     let shutdown = shutdown_signal();
@@ -84,9 +84,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     });
     tokio::pin!(run);
+    // A task of its own, so the renewals are never queued behind the controller's work.
+    let mut holder = elector.clone().map(|e| tokio::spawn(async move { e.hold().await }));
     let lost = async {
-        match &elector {
-            Some(e) => e.hold().await,
+        match holder.as_mut() {
+            Some(h) => drop(h.await),
             None => futures::future::pending().await,
         }
     };
@@ -98,6 +100,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             warn!("leadership lost: stopping");
             exit_lost = true;
         }
+    }
+    // No renewal from here on, as the lease is about to be released or is lost already.
+    if let Some(h) = &holder {
+        h.abort();
     }
     let _ = stop_tx.send(());
     // Finish in-flight reconciles, within the pod's grace period.
