@@ -792,7 +792,7 @@ mod tests {
         assert!(invalid.error.contains("Sleeping"), "{}", invalid.error);
         assert_eq!((g.meta().namespace.as_deref(), g.meta().name.as_deref()), (Some("team"), Some("w")));
         let no_meta: Result<Guarded, _> = serde_json::from_value(serde_json::json!({"metadata": {"name": 5}}));
-        assert!(no_meta.is_err(), "without metadata there is nothing to report on");
+        assert!(no_meta.is_err(), "metadata that does not decode leaves nothing to report on");
     }
 
     #[test]

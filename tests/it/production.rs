@@ -375,7 +375,10 @@ fn a_workspace_that_does_not_decode_is_one_failed_workspace_not_an_outage() {
     crate::common::wait_status(&c, "default", "fine", "Available");
     crate::common::wait_status(&c, "default", "weird", "Failed");
     let reason = c.jsonpath(&["get", "ws", "weird"], "{.status.stateReason}: {.status.message}");
-    assert!(reason.starts_with("InvalidSpec: ") && reason.contains("variant Weird"), "{reason}");
+    assert!(
+        reason.starts_with("InvalidSpec: ") && reason.contains("unknown variant") && reason.contains("Weird"),
+        "{reason}"
+    );
     let listed = c.ok(&["get", "ws", "-l", "workspaces.dev/status=Failed", "-o", "name"]);
     assert_eq!(listed.trim(), "workspace.workspaces.dev/weird", "the list view shows it");
     let (code, body) = p.get("/metrics").expect("scrape");
