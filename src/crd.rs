@@ -286,8 +286,9 @@ const SYSTEM_NAME: &str = "must not be a system: name: those are the cluster's o
 const SERVICE_ACCOUNT_RULE: &str = "self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
 /// A quantity, as ResourceQuota's `hard` takes it: an integer, or a string such as `500m`, `2`
-/// or `128Gi`.
-const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).sign() >= 0";
+/// or `128Gi`. (`sign` is a plain function in kube-apiserver's CEL, not a method on a quantity:
+/// `quantity(…).sign()` does not compile there. `isLessThan` is a method in every release.)
+const QUANTITY_RULE: &str = "isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))";
 const QUANTITY_MESSAGE: &str = "must be a quantity such as 500m, 2, 128Gi";
 /// A count: an integer, or a string of digits.
 const COUNT_RULE: &str = "string(self).matches('^[0-9]+$')";

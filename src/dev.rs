@@ -1,13 +1,15 @@
-//! `workspace-operator dev`: the local API server with the CRDs and the chart's RBAC and default
-//! WorkspaceClass installed, and the operator running against it, or, with `--no-controller`, an empty cluster as a fresh one is
-//! (so `helm install` of the chart works there unchanged).
+//! `workspace-operator dev`: an API server — the local one, or with `--cluster real` the real
+//! control plane built by `make control-plane` — with the CRDs and the chart's RBAC and default
+//! WorkspaceClass installed and the operator running against it, or, with `--no-controller`, an
+//! empty cluster as a fresh one is (so `helm install` of the chart works there unchanged).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use devcluster::DevCluster;
+use controlplane::ControlPlane;
+use devcluster::{DevCluster, Handle};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -106,8 +108,77 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `dev` and the tests need of an API server, whichever it is.
+pub trait ApiServer: Send + Sync {
+    fn url(&self) -> &str;
+    /// The admin's kubeconfig: a client certificate in `system:masters`.
+    fn kubeconfig(&self) -> String;
+    /// A kubeconfig whose client certificate says `user`, in `groups`.
+    fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String;
+    fn kubeconfig_with_token(&self, token: &str) -> String;
+    /// A kube-rs client as the admin; build it inside the caller's runtime.
+    fn client(&self) -> kube::Client;
+    fn client_with_token(&self, token: &str) -> kube::Client;
+}
+
+impl ApiServer for Handle {
+    fn url(&self) -> &str {
+        Handle::url(self)
+    }
+    fn kubeconfig(&self) -> String {
+        Handle::kubeconfig(self)
+    }
+    fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String {
+        Handle::kubeconfig_as(self, user, groups)
+    }
+    fn kubeconfig_with_token(&self, token: &str) -> String {
+        Handle::kubeconfig_with_token(self, token)
+    }
+    fn client(&self) -> kube::Client {
+        Handle::client(self)
+    }
+    fn client_with_token(&self, token: &str) -> kube::Client {
+        Handle::client_with_token(self, token)
+    }
+}
+
+impl ApiServer for ControlPlane {
+    fn url(&self) -> &str {
+        ControlPlane::url(self)
+    }
+    fn kubeconfig(&self) -> String {
+        ControlPlane::kubeconfig(self)
+    }
+    fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String {
+        ControlPlane::kubeconfig_as(self, user, groups)
+    }
+    fn kubeconfig_with_token(&self, token: &str) -> String {
+        ControlPlane::kubeconfig_with_token(self, token)
+    }
+    fn client(&self) -> kube::Client {
+        ControlPlane::client(self)
+    }
+    fn client_with_token(&self, token: &str) -> kube::Client {
+        ControlPlane::client_with_token(self, token)
+    }
+}
+
+/// Which API server `dev` runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// The local API server, in this process: starts in a second.
+    #[default]
+    Local,
+    /// etcd, kube-apiserver and kube-controller-manager built from the Kubernetes sources
+    /// (`make control-plane`; K8S_VERSION chooses the release).
+    Real,
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct DevArgs {
+    /// The API server to run.
+    #[arg(long, value_enum, default_value_t = ClusterKind::Local)]
+    pub cluster: ClusterKind,
     /// Address to listen on (loopback).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
@@ -124,16 +195,34 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::telemetry::init(crate::telemetry::LogFormat::Text);
-    let DevArgs { listen, kubeconfig, no_controller, metrics_addr } = args;
+    let DevArgs { cluster: kind, listen, kubeconfig, no_controller, metrics_addr } = args;
     let kubeconfig = std::path::absolute(&kubeconfig).unwrap_or(kubeconfig);
     let kubeconfig = kubeconfig.as_path();
-    let cluster = DevCluster::start(listen).await.with_context(|| format!("listening on {listen}"))?;
+    // Either server lives until this function returns; `cluster` is whichever runs.
+    let (local, real);
+    let cluster: &dyn ApiServer = match kind {
+        ClusterKind::Local => {
+            local = DevCluster::start(listen).await.with_context(|| format!("listening on {listen}"))?;
+            local.handle()
+        }
+        ClusterKind::Real => {
+            let binaries = controlplane::Binaries::locate()?;
+            println!("Starting Kubernetes {} (etcd, kube-apiserver, kube-controller-manager)", binaries.version);
+            real = ControlPlane::start_on(&binaries, listen).await.context("starting the real control plane")?;
+            println!("  its files and logs: {}", real.dir().display());
+            &real
+        }
+    };
     if let Some(dir) = kubeconfig.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(kubeconfig, cluster.kubeconfig()).with_context(|| format!("writing {}", kubeconfig.display()))?;
     let client = cluster.client();
-    println!("Local API server at {}", cluster.url());
+    let what = match kind {
+        ClusterKind::Local => "Local API server",
+        ClusterKind::Real => "kube-apiserver",
+    };
+    println!("{what} at {}", cluster.url());
     println!("  export KUBECONFIG={}", kubeconfig.display());
     let operator = if no_controller {
         None

@@ -1,6 +1,7 @@
 //! For tests against the server: a server with its own kubeconfig and kubectl cache in a temp
 //! directory, the real kubectl pointed at it, and polling with a deadline (never a sleep as
-//! synchronisation).
+//! synchronisation). The kubectl side works for any server that has a kubeconfig: tests that run
+//! against another API server hold theirs in a `Cluster` too.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::kit::Background;
 
-pub struct Cluster {
-    pub server: Background,
+pub struct Cluster<S = Background> {
+    pub server: S,
     pub dir: tempfile::TempDir,
 }
 
@@ -18,8 +19,16 @@ impl Cluster {
     /// A fresh, empty server.
     pub fn start() -> Cluster {
         let server = Background::start().expect("server starts");
+        let kubeconfig = server.kubeconfig();
+        Cluster::with_server(server, &kubeconfig)
+    }
+}
+
+impl<S> Cluster<S> {
+    /// A running `server`, reached with `kubeconfig` (the admin's).
+    pub fn with_server(server: S, kubeconfig: &str) -> Cluster<S> {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig()).expect("write kubeconfig");
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
         Cluster { server, dir }
     }
 

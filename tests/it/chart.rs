@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{Cluster, ws};
+use crate::common::ws;
 use serde_json::{Value, json};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/workspace-operator");
@@ -142,7 +142,7 @@ fn values_change_the_rendering_and_bad_values_are_refused() {
 
 #[test]
 fn install_upgrade_uninstall_against_the_local_api_server() {
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     let kc = c.kubeconfig();
     let kc = kc.to_str().unwrap();
     helm(&["install", kc, CHART, "wo", "workspace-system", "{}"]).expect("install");
@@ -171,7 +171,7 @@ fn install_upgrade_uninstall_against_the_local_api_server() {
 /// namespace) with `rbac` as its RBAC: does a new Workspace get everything it should, the
 /// Provisioned Event included, and does the operator lead and turn ready, within `within`?
 fn operator_works_with(rbac: &[Value], within: Duration) -> Result<(), String> {
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     crate::common::install_crd(&c);
     let kubeconfig = crate::common::operator_kubeconfig(&c);
     // Replace the chart's roles with the ones under test.
@@ -266,7 +266,7 @@ fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
     );
     // As the README says: the CRDs first (kubectl maps every kind before it applies any), then
     // the rest.
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     c.ok(&["apply", "-f", crate::common::CRD]);
     c.ok(&["wait", "--for=condition=Established", "crd/workspaceclasses.workspaces.dev", "--timeout=10s"]);
     c.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]);
@@ -319,7 +319,7 @@ fn the_chart_points_at_nothing_that_does_not_exist() {
 
 #[test]
 fn helm_as_a_user_who_may_not_install_the_chart_is_refused_in_kube_apiservers_words() {
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     c.ok(&["create", "namespace", "workspace-system"]);
     c.ok(&[
         "create",

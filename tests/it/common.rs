@@ -1,13 +1,90 @@
-//! The harness of the operator's tests: the local API server's test kit (a fresh server with
-//! kubectl pointed at it), the operator running against it, and readers of what it made.
+//! The harness of the operator's tests: a fresh API server with kubectl pointed at it — the
+//! local one by default, the real control plane with `TEST_CLUSTER=real` (`make test-real`) —
+//! the operator running against it, and readers of what it made.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-pub use devcluster::testkit::{Cluster, eventually, eventually_async};
-use devcluster::{RequestRecord, WRITE_VERBS};
+pub use devcluster::testkit::{eventually, eventually_async};
+use devcluster::{Background, Handle};
+use devcluster::{Counters, Faults, RequestRecord, WRITE_VERBS};
+use workspace_operator::dev::ApiServer;
 pub use workspace_operator::fixtures::ws;
+
+/// A cluster of either backend, with kubectl pointed at it.
+pub type Cluster = devcluster::testkit::Cluster<Server>;
+
+/// The API server the tests run against.
+pub enum Server {
+    Local(Background),
+    Real(Box<controlplane::Background>),
+}
+
+/// Whether the tests run against the real control plane (`TEST_CLUSTER=real`).
+pub fn real() -> bool {
+    std::env::var("TEST_CLUSTER").is_ok_and(|v| v == "real")
+}
+
+/// A fresh, empty cluster of the backend the tests run against.
+pub fn cluster() -> Cluster {
+    let server = match real() {
+        false => Server::Local(Background::start().expect("the local API server starts")),
+        true => {
+            let binaries = controlplane::Binaries::locate().expect("the real control plane is built");
+            Server::Real(Box::new(controlplane::Background::start(&binaries).expect("the control plane starts")))
+        }
+    };
+    let kubeconfig = server.kubeconfig();
+    Cluster::with_server(server, &kubeconfig)
+}
+
+/// True, having said so, when the tests run on the real control plane: the rest of the test
+/// needs what only the local API server offers (`reason`).
+pub fn skip_on_real(reason: &str) -> bool {
+    let skip = real();
+    if skip {
+        eprintln!("skipped on the real control plane: {reason}");
+    }
+    skip
+}
+
+impl std::ops::Deref for Server {
+    type Target = dyn ApiServer;
+    fn deref(&self) -> &(dyn ApiServer + 'static) {
+        match self {
+            Server::Local(s) => s.handle(),
+            Server::Real(s) => &***s,
+        }
+    }
+}
+
+impl Server {
+    /// The local API server, for what only it offers; a test that calls this on the real
+    /// control plane skips itself first (`skip_on_real`).
+    pub fn handle(&self) -> &Handle {
+        match self {
+            Server::Local(s) => s.handle(),
+            Server::Real(_) => panic!("this test needs the local API server: skip it with skip_on_real"),
+        }
+    }
+
+    pub fn faults(&self) -> &Faults {
+        self.handle().faults()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        self.handle().counters()
+    }
+}
+
+/// A kube-rs client from a kubeconfig's text, as the operator builds its own; inside the
+/// caller's runtime.
+pub async fn client_from(kubeconfig: &str) -> kube::Client {
+    let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("the kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.expect("the kubeconfig loads");
+    kube::Client::try_from(config).expect("a client builds")
+}
 
 /// The committed CRD, as users install it.
 pub const CRD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workspace.yaml");
@@ -73,7 +150,7 @@ impl Operator {
         };
         let config =
             workspace_operator::controller::Config { metrics: Some(metrics.clone()), settings, ..Default::default() };
-        let server = c.server.handle().clone();
+        let kubeconfig = c.server.kubeconfig_with_token(&token);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt =
@@ -82,7 +159,8 @@ impl Operator {
                 let shutdown = async move {
                     let _ = stop_rx.await;
                 };
-                workspace_operator::controller::run_until(server.client_with_token(&token), config, shutdown).await;
+                let client = client_from(&kubeconfig).await;
+                workspace_operator::controller::run_until(client, config, shutdown).await;
             });
         });
         Operator { metrics, stop: Some(stop_tx), thread: Some(thread) }
@@ -109,7 +187,7 @@ impl Drop for Operator {
 
 /// A cluster with the committed CRD applied through kubectl, and the operator running.
 pub fn with_operator() -> (Cluster, Operator) {
-    let c = Cluster::start();
+    let c = cluster();
     install_crd(&c);
     let op = Operator::start(&c);
     (c, op)
@@ -177,7 +255,7 @@ pub fn python_tool(script: &str, args: &[&str], stdin: &str) -> Output {
     out
 }
 
-/// `workspace-operator dev` as a user runs it, in `cwd`; stopped on drop.
+/// `workspace-operator dev` as a user runs it, in `cwd`, on the tests' backend; stopped on drop.
 pub struct Dev {
     child: std::process::Child,
     /// What it printed, up to the line that contains the `until` of `start`.
@@ -189,6 +267,7 @@ impl Dev {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
             .arg("dev")
+            .args(["--cluster", if real() { "real" } else { "local" }])
             .args(args)
             .current_dir(cwd)
             .stdout(Stdio::piped())

@@ -29,7 +29,9 @@ fn create_all(c: &Cluster, prefix: &str) {
 fn assert_converged(c: &Cluster, prefix: &str) -> Duration {
     let took = wait_available(c, prefix);
     // Inspect with faults off so a failed read is not mistaken for a missing object.
-    c.server.faults().clear();
+    if !crate::common::real() {
+        c.server.faults().clear();
+    }
     assert_children(c, prefix);
     took
 }
@@ -69,6 +71,9 @@ fn assert_children(c: &Cluster, prefix: &str) {
 
 #[test]
 fn ten_percent_server_errors() {
+    if crate::common::skip_on_real("fault injection (every tenth request fails)") {
+        return;
+    }
     let (c, _op) = crate::common::with_operator();
     c.server.faults().fail_next("", "", 100_000, FaultKind::EveryNth(10));
     create_all(&c, "err");
@@ -78,6 +83,9 @@ fn ten_percent_server_errors() {
 
 #[test]
 fn throttling_with_retry_after() {
+    if crate::common::skip_on_real("fault injection (429 with Retry-After)") {
+        return;
+    }
     let (c, _op) = crate::common::with_operator();
     c.server.faults().fail_next("patch", "workspaces", 30, FaultKind::Throttle(1));
     c.server.faults().fail_next("create", "namespaces", 10, FaultKind::Throttle(1));
@@ -88,6 +96,9 @@ fn throttling_with_retry_after() {
 
 #[test]
 fn watches_dropped_and_history_compacted() {
+    if crate::common::skip_on_real("fault injection (watches dropped, history compacted)") {
+        return;
+    }
     let (c, _op) = crate::common::with_operator();
     let stop = Arc::new(AtomicBool::new(false));
     let state = c.server.handle().clone();
@@ -132,6 +143,9 @@ fn concurrent_edits_conflict_and_converge() {
 
 #[test]
 fn operator_stopped_mid_provisioning_and_restarted() {
+    if crate::common::skip_on_real("fault injection (latency, so the stop lands mid-provisioning)") {
+        return;
+    }
     let (c, op) = crate::common::with_operator();
     // Slow every request down so the kill lands in the middle of provisioning.
     c.server.faults().set_latency(Duration::from_millis(30));
@@ -150,7 +164,10 @@ fn operator_stopped_mid_provisioning_and_restarted() {
 
 #[test]
 fn stop_requested_while_the_api_server_fails() {
-    let c = Cluster::start();
+    if crate::common::skip_on_real("fault injection (every request fails)") {
+        return;
+    }
+    let c = crate::common::cluster();
     c.ok(&["apply", "-f", crate::common::CRD]);
     let token = crate::common::operator_token(&c);
     // Every request fails, so the operator's caches never sync before it is told to stop.

@@ -35,15 +35,16 @@ fn dependency_tree(flags: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn the_image_carries_no_crate_of_the_local_api_server() {
+fn the_image_carries_no_crate_of_the_local_api_server_nor_of_the_real_control_planes_harness() {
     let dockerfile = std::fs::read_to_string(format!("{ROOT}/charts/Dockerfile")).expect("Dockerfile");
     assert!(dockerfile.contains("--no-default-features"), "the image is built without the `dev` feature");
     // The local API server, and what only it needs (kube and its own dependencies bring the rest).
-    let server_only = ["devcluster", "imbl", "rand", "prost", "k8s-pb", "kube-cel", "cel"];
+    let server_only = ["devcluster", "controlplane", "rcgen", "imbl", "rand", "prost", "k8s-pb", "kube-cel", "cel"];
     let image = dependency_tree(&["--no-default-features"]);
     for krate in server_only {
         assert!(!image.iter().any(|c| c == krate), "the image's dependency tree has {krate}");
     }
     let dev = dependency_tree(&[]);
     assert!(dev.iter().any(|c| c == "devcluster"), "`workspace-operator dev` embeds the server");
+    assert!(dev.iter().any(|c| c == "controlplane"), "`workspace-operator dev --cluster real` starts the real one");
 }

@@ -80,7 +80,7 @@ fn metric(body: &str, prefix: &str) -> Option<f64> {
 
 /// A cluster with the Workspace CRD, and `replica-a` started with leader election and leading.
 fn led_by_replica_a(dir: &Path) -> (Cluster, Process) {
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     crate::common::install_crd(&c);
     let a = Process::start(&c, "replica-a", &["--leader-elect"], &dir.join("a.log"));
     c.eventually("replica-a to lead", Duration::from_secs(20), || (holder(&c) == "replica-a").then_some(()));
@@ -103,7 +103,7 @@ fn holder(c: &Cluster) -> String {
 /// An operator process that reconciled `default/observed` after one failed attempt (an injected
 /// 500 on the namespace create); its log file.
 fn observed_operator(dir: &Path) -> (Cluster, Process, std::path::PathBuf) {
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     let log = dir.join("operator.log");
     let p = Process::start(&c, "solo", &["--log-format", "json"], &log);
     // Live at once; not ready while the CRD is missing.
@@ -124,6 +124,9 @@ fn observed_operator(dir: &Path) -> (Cluster, Process, std::path::PathBuf) {
 
 #[test]
 fn probes_are_plain_text_and_ready_only_once_the_crd_is_established() {
+    if crate::common::skip_on_real("fault injection") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_c, p, _) = observed_operator(dir.path());
     for path in ["/healthz", "/readyz"] {
@@ -134,6 +137,9 @@ fn probes_are_plain_text_and_ready_only_once_the_crd_is_established() {
 
 #[test]
 fn metrics_are_openmetrics_that_a_real_parser_reads() {
+    if crate::common::skip_on_real("fault injection") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_c, p, _) = observed_operator(dir.path());
     // What Prometheus 3 sends.
@@ -177,6 +183,9 @@ fn metrics_are_openmetrics_that_a_real_parser_reads() {
 
 #[test]
 fn logs_are_json_lines_and_a_reconcile_names_its_workspace() {
+    if crate::common::skip_on_real("fault injection") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, _p, log) = observed_operator(dir.path());
     // Ordinary life: Workspaces come and go, some deleted while a reconcile of theirs is queued.
@@ -245,6 +254,9 @@ fn log_of(dir: &Path, name: &str) -> String {
 
 #[test]
 fn paused_leader_is_replaced_and_never_writes_again() {
+    if crate::common::skip_on_real("fault injection and request capture") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a, b) = leader_and_standby(dir.path(), "first");
 
@@ -286,7 +298,7 @@ fn hold_lease_as(c: &Cluster, holder: &str, renewed: &str) {
 #[test]
 fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     crate::common::install_crd(&c);
     c.ok(&["create", "namespace", "workspace-system"]);
     // The leader's clock is an hour behind: every renewTime it writes looks long expired.
@@ -309,6 +321,9 @@ fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders() {
 
 #[test]
 fn a_conflict_on_its_own_renewal_is_not_a_lost_lease() {
+    if crate::common::skip_on_real("fault injection and request capture") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a) = led_by_replica_a(dir.path());
     let renewals = || c.server.counters().get("update", "leases");
@@ -323,6 +338,9 @@ fn a_conflict_on_its_own_renewal_is_not_a_lost_lease() {
 
 #[test]
 fn a_leader_paused_mid_reconcile_writes_nothing_when_it_resumes() {
+    if crate::common::skip_on_real("fault injection and request capture") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a, b) = leader_and_standby(dir.path(), "first");
     c.ok(&["create", "namespace", "legacy"]);
@@ -365,7 +383,7 @@ fn relax_auth_type(c: &Cluster) {
 #[test]
 fn a_workspace_that_does_not_decode_is_one_failed_workspace_not_an_outage() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start();
+    let c = crate::common::cluster();
     crate::common::install_crd(&c);
     relax_auth_type(&c);
     c.apply("apiVersion: workspaces.dev/v1alpha1\nkind: Workspace\nmetadata: {name: weird, namespace: default}\nspec: {displayName: Weird, owner: alice, authType: Weird}\n");
@@ -399,6 +417,9 @@ fn a_workspace_that_does_not_decode_is_one_failed_workspace_not_an_outage() {
 
 #[test]
 fn readiness_fails_while_the_workspace_watch_keeps_failing_and_returns_when_it_recovers() {
+    if crate::common::skip_on_real("fault injection") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, p, _) = observed_operator(dir.path());
     for verb in ["list", "watch"] {
