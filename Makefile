@@ -44,11 +44,12 @@ test: test-local test-real ## Run every test: unit tests, and the integration te
 
 test-local: $(VENV)/.installed ## Unit tests, and the integration tests on the local API server
 	$(CARGO) build --bins
-	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
+	HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --workspace --exclude controlplane --lib --bins --tests -- --test-threads=2
 
-test-real: $(VENV)/.installed control-plane ## The operator's integration tests on the real control plane (K8S_VERSION=)
+test-real: $(VENV)/.installed control-plane ## The harness's and the operator's integration tests on the real control plane (K8S_VERSION=)
 	$(CARGO) build --bins
-	TEST_CLUSTER=real K8S_VERSION=$(K8S_VERSION) HELM_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --test it -- --test-threads=2
+	TEST_CLUSTER=real K8S_VERSION=$(K8S_VERSION) HELM_PYTHON=$(abspath $(VENV))/bin/python \
+	  $(CARGO) test -p controlplane -p workspace-operator --test lifecycle --test it -- --test-threads=2
 
 bench: ## Measure convergence, API cost, memory and list latency (figures in README)
 	$(CARGO) bench --bench operator

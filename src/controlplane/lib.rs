@@ -145,6 +145,18 @@ impl ControlPlane {
                 accounts.get_opt("default").await.ok().flatten().is_some()
             })
             .await?;
+        // Until the aggregation controller has run, `admin`, `edit` and `view` grant nothing.
+        let roles: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(admin.clone());
+        plane
+            .wait("the bootstrap roles' aggregated rules", Duration::from_secs(120), || async {
+                let mut aggregated = true;
+                for name in ["admin", "edit", "view"] {
+                    let rules = roles.get_opt(name).await.ok().flatten().and_then(|r| r.rules).unwrap_or_default();
+                    aggregated &= !rules.is_empty();
+                }
+                aggregated
+            })
+            .await?;
         Ok(plane)
     }
 
@@ -278,9 +290,19 @@ impl ControlPlane {
         &self.version
     }
 
+    /// The process ids of etcd, kube-apiserver and kube-controller-manager.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.id()).collect()
+    }
+
     /// Where its files and logs are (`<process>.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The CA that signed the API server's certificate, DER: what a client trusts.
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.pki.ca_der()
     }
 
     /// The admin's kubeconfig: a client certificate for `kubernetes-admin` in `system:masters`.

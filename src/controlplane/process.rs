@@ -23,6 +23,10 @@ impl Process {
         Ok(Process { name, child, log })
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status, once it has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

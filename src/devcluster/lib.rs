@@ -1,10 +1,12 @@
 //! A Kubernetes-API-compatible server for tests, benchmarks and local try-out.
 //!
-//! No real kube-apiserver can run where this project is developed, so this crate carries one
-//! that real, unmodified clients (kubectl, Helm's engine, kube-rs) talk to on loopback. It
-//! follows the Kubernetes API conventions; `shared/reference/apiserver-contract.md` records what
-//! the clients send and expect. Everything is kept in memory. It knows nothing of any operator:
-//! callers install their own CRDs, as on a fresh cluster.
+//! A real kube-apiserver takes a Kubernetes build, etcd and several seconds to start; this crate
+//! is one that starts in milliseconds, in process, and that real, unmodified clients (kubectl,
+//! Helm's engine, kube-rs) talk to on loopback. It follows the Kubernetes API conventions and
+//! answers as kube-apiserver does; where the two disagree, kube-apiserver is right. Everything
+//! is kept in memory. It knows nothing of any operator: callers install their own CRDs, as on a
+//! fresh cluster. Its fault injection and request counting also work in front of a real API
+//! server, through `FaultProxy`.
 //!
 //! A request goes through the layers of kube-apiserver, one module each: `server` (TLS and
 //! HTTP/1.1), `auth` (who is asking: client certificates, ServiceAccount tokens, anonymous,
@@ -43,6 +45,7 @@ mod list;
 mod managed;
 mod patch;
 mod protobuf;
+mod proxy;
 mod quota;
 mod rbac;
 mod registry;
@@ -61,3 +64,4 @@ mod yaml;
 pub use counters::{Captured, Counters, RequestRecord, WRITE_VERBS};
 pub use faults::{FaultKind, FaultRule, Faults};
 pub use kit::{Background, DevCluster, Handle, kubeconfig_for};
+pub use proxy::{BackgroundProxy, FaultProxy};

@@ -138,7 +138,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
 }
 
 /// A watch: headers go out at once, then one JSON line per event, each flushed as its own chunk.
-fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+pub(crate) fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
         .map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));

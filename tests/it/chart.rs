@@ -141,7 +141,7 @@ fn values_change_the_rendering_and_bad_values_are_refused() {
 }
 
 #[test]
-fn install_upgrade_uninstall_against_the_local_api_server() {
+fn install_upgrade_uninstall_with_helms_engine() {
     let c = crate::common::cluster();
     let kc = c.kubeconfig();
     let kc = kc.to_str().unwrap();

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use devcluster::Background;
 pub use devcluster::testkit::{eventually, eventually_async};
-use devcluster::{Background, Handle};
 use devcluster::{Counters, Faults, RequestRecord, WRITE_VERBS};
 use workspace_operator::dev::ApiServer;
 pub use workspace_operator::fixtures::ws;
@@ -18,7 +18,45 @@ pub type Cluster = devcluster::testkit::Cluster<Server>;
 /// The API server the tests run against.
 pub enum Server {
     Local(Background),
-    Real(Box<controlplane::Background>),
+    Real(Box<Real>),
+}
+
+/// The real control plane, and a fault-injecting proxy in front of it that every client with a
+/// token (the operator) goes through: the tests' faults and request counts apply to those.
+pub struct Real {
+    plane: controlplane::Background,
+    proxy: devcluster::BackgroundProxy,
+}
+
+impl ApiServer for Real {
+    fn url(&self) -> &str {
+        self.plane.url()
+    }
+    fn kubeconfig(&self) -> String {
+        self.plane.kubeconfig()
+    }
+    fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String {
+        self.plane.kubeconfig_as(user, groups)
+    }
+    fn kubeconfig_with_token(&self, token: &str) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.proxy.ca_pem());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+             contexts:\n- name: proxy\n  context:\n    cluster: proxy\n    user: token\n    namespace: default\n\
+             current-context: proxy\nusers:\n- name: token\n  user:\n    token: {token}\n",
+            url = self.proxy.url()
+        )
+    }
+    fn client(&self) -> kube::Client {
+        self.plane.client()
+    }
+    fn client_with_token(&self, token: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.proxy.url().parse().expect("the proxy's URL parses"));
+        config.root_cert = Some(vec![self.proxy.ca_der()]);
+        config.auth_info.token = Some(token.to_string().into());
+        kube::Client::try_from(config).expect("a TLS client builds")
+    }
 }
 
 /// Whether the tests run against the real control plane (`TEST_CLUSTER=real`).
@@ -32,21 +70,13 @@ pub fn cluster() -> Cluster {
         false => Server::Local(Background::start().expect("the local API server starts")),
         true => {
             let binaries = controlplane::Binaries::locate().expect("the real control plane is built");
-            Server::Real(Box::new(controlplane::Background::start(&binaries).expect("the control plane starts")))
+            let plane = controlplane::Background::start(&binaries).expect("the control plane starts");
+            let proxy = devcluster::BackgroundProxy::start(plane.url(), plane.ca_der()).expect("the proxy starts");
+            Server::Real(Box::new(Real { plane, proxy }))
         }
     };
     let kubeconfig = server.kubeconfig();
     Cluster::with_server(server, &kubeconfig)
-}
-
-/// True, having said so, when the tests run on the real control plane: the rest of the test
-/// needs what only the local API server offers (`reason`).
-pub fn skip_on_real(reason: &str) -> bool {
-    let skip = real();
-    if skip {
-        eprintln!("skipped on the real control plane: {reason}");
-    }
-    skip
 }
 
 impl std::ops::Deref for Server {
@@ -54,27 +84,26 @@ impl std::ops::Deref for Server {
     fn deref(&self) -> &(dyn ApiServer + 'static) {
         match self {
             Server::Local(s) => s.handle(),
-            Server::Real(s) => &***s,
+            Server::Real(s) => &**s,
         }
     }
 }
 
 impl Server {
-    /// The local API server, for what only it offers; a test that calls this on the real
-    /// control plane skips itself first (`skip_on_real`).
-    pub fn handle(&self) -> &Handle {
+    /// Faults for every request (local), or for the operator's, through the proxy (real).
+    pub fn faults(&self) -> &Faults {
         match self {
-            Server::Local(s) => s.handle(),
-            Server::Real(_) => panic!("this test needs the local API server: skip it with skip_on_real"),
+            Server::Local(s) => s.faults(),
+            Server::Real(r) => r.proxy.faults(),
         }
     }
 
-    pub fn faults(&self) -> &Faults {
-        self.handle().faults()
-    }
-
+    /// Counts of every request (local), or of the operator's, through the proxy (real).
     pub fn counters(&self) -> &Counters {
-        self.handle().counters()
+        match self {
+            Server::Local(s) => s.counters(),
+            Server::Real(r) => r.proxy.counters(),
+        }
     }
 }
 

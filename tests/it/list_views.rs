@@ -332,20 +332,28 @@ fn the_plugin_prints_a_table_with_a_count() {
     assert!(text.starts_with("NAME") && text.contains(&format!("3 of {total} workspaces")), "{text}");
 }
 
-/// Its own cluster: the fault it injects must not reach the other tests' lists.
+/// Its own cluster: the fault it injects must not reach the other tests' lists. The plugin runs
+/// as a ServiceAccount that may list the organization's Workspaces, with a token: on the real
+/// control plane, such clients go through the fault-injecting proxy.
 #[test]
 fn the_plugin_restarts_a_list_whose_continue_token_expired() {
-    if crate::common::skip_on_real("fault injection (an expired continue token)") {
-        return;
-    }
     let c = crate::common::cluster();
     crate::common::install_crd(&c);
     c.ok(&["create", "namespace", "org"]);
     let manifest: String = (0..250).map(|i| format!("---\n{}", ws(&format!("w{i:03}")).in_ns("org").yaml())).collect();
     c.apply(&manifest);
+    c.ok(&["create", "serviceaccount", "reader", "-n", "org"]);
+    c.ok(&["create", "role", "reader", "-n", "org", "--verb=list", "--resource=workspaces.workspaces.dev"]);
+    c.ok(&["create", "rolebinding", "reader", "-n", "org", "--role=reader", "--serviceaccount=org:reader"]);
+    let token = c.ok(&["create", "token", "reader", "-n", "org"]);
+    let reader = c.save_kubeconfig("reader", &c.server.kubeconfig_with_token(token.trim()));
     c.server.faults().fail_next("list", "workspaces", 1, FaultKind::ExpireContinue);
     let before = c.server.counters().get("list", "workspaces");
-    let restarted = plugin_json(&c, &["-n", "org", "--chunk-size", "100"]);
+    let args = ["list", "-o", "json", "-n", "org", "--chunk-size", "100"];
+    let out = c.command(env!("CARGO_BIN_EXE_kubectl-workspaces"), &args).env("KUBECONFIG", reader).output();
+    let out = out.expect("plugin runs");
+    assert!(out.status.success(), "plugin: {}", String::from_utf8_lossy(&out.stderr));
+    let restarted: Value = serde_json::from_slice(&out.stdout).expect("plugin prints JSON");
     assert_eq!(plugin_names(&restarted).len(), 250, "every Workspace, each once");
     assert!(c.server.counters().get("list", "workspaces") - before > 3, "the list started over after the 410");
 }

@@ -5,9 +5,6 @@ use crate::common::{wait_status, with_operator, writes_of_a_reconcile, ws};
 
 #[test]
 fn a_managed_workspace_never_takes_an_existing_namespace() {
-    if crate::common::skip_on_real("request capture") {
-        return;
-    }
     let (c, op) = with_operator();
     // In the organization's prefix (default-), so only the namespace's owner is in the way.
     c.ok(&["create", "namespace", "default-taken"]);

@@ -124,9 +124,6 @@ fn observed_operator(dir: &Path) -> (Cluster, Process, std::path::PathBuf) {
 
 #[test]
 fn probes_are_plain_text_and_ready_only_once_the_crd_is_established() {
-    if crate::common::skip_on_real("fault injection") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_c, p, _) = observed_operator(dir.path());
     for path in ["/healthz", "/readyz"] {
@@ -137,9 +134,6 @@ fn probes_are_plain_text_and_ready_only_once_the_crd_is_established() {
 
 #[test]
 fn metrics_are_openmetrics_that_a_real_parser_reads() {
-    if crate::common::skip_on_real("fault injection") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_c, p, _) = observed_operator(dir.path());
     // What Prometheus 3 sends.
@@ -183,9 +177,6 @@ fn metrics_are_openmetrics_that_a_real_parser_reads() {
 
 #[test]
 fn logs_are_json_lines_and_a_reconcile_names_its_workspace() {
-    if crate::common::skip_on_real("fault injection") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, _p, log) = observed_operator(dir.path());
     // Ordinary life: Workspaces come and go, some deleted while a reconcile of theirs is queued.
@@ -254,9 +245,6 @@ fn log_of(dir: &Path, name: &str) -> String {
 
 #[test]
 fn paused_leader_is_replaced_and_never_writes_again() {
-    if crate::common::skip_on_real("fault injection and request capture") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a, b) = leader_and_standby(dir.path(), "first");
 
@@ -321,9 +309,6 @@ fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders() {
 
 #[test]
 fn a_conflict_on_its_own_renewal_is_not_a_lost_lease() {
-    if crate::common::skip_on_real("fault injection and request capture") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a) = led_by_replica_a(dir.path());
     let renewals = || c.server.counters().get("update", "leases");
@@ -338,9 +323,6 @@ fn a_conflict_on_its_own_renewal_is_not_a_lost_lease() {
 
 #[test]
 fn a_leader_paused_mid_reconcile_writes_nothing_when_it_resumes() {
-    if crate::common::skip_on_real("fault injection and request capture") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, mut a, b) = leader_and_standby(dir.path(), "first");
     c.ok(&["create", "namespace", "legacy"]);
@@ -417,9 +399,6 @@ fn a_workspace_that_does_not_decode_is_one_failed_workspace_not_an_outage() {
 
 #[test]
 fn readiness_fails_while_the_workspace_watch_keeps_failing_and_returns_when_it_recovers() {
-    if crate::common::skip_on_real("fault injection") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, p, _) = observed_operator(dir.path());
     for verb in ["list", "watch"] {

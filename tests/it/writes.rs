@@ -30,9 +30,6 @@ fn hand_edited_children_are_restored() {
 
 #[test]
 fn a_reconcile_of_an_up_to_date_workspace_writes_nothing() {
-    if crate::common::skip_on_real("request capture") {
-        return;
-    }
     let (c, op) = with_operator();
     c.apply(&ws("still").limit("pods", "5").yaml());
     wait_status(&c, "default", "still", "Available");
@@ -42,9 +39,6 @@ fn a_reconcile_of_an_up_to_date_workspace_writes_nothing() {
 
 #[test]
 fn a_restart_in_the_middle_of_provisioning_converges_without_duplicates() {
-    if crate::common::skip_on_real("fault injection") {
-        return;
-    }
     let (c, op) = with_operator();
     // RoleBinding writes fail, so provisioning stops halfway (namespace made, access not).
     c.server.faults().fail_next("patch", "rolebindings", 1_000, FaultKind::ServerError);
@@ -65,9 +59,6 @@ fn a_restart_in_the_middle_of_provisioning_converges_without_duplicates() {
 
 #[test]
 fn a_restart_over_converged_workspaces_writes_nothing() {
-    if crate::common::skip_on_real("request capture") {
-        return;
-    }
     let (c, op) = with_operator();
     let manifest: String =
         (0..20).map(|i| format!("---\n{}", ws(&format!("r{i:02}")).limit("pods", "3").yaml())).collect();
@@ -89,9 +80,6 @@ fn a_restart_over_converged_workspaces_writes_nothing() {
 
 #[test]
 fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
-    if crate::common::skip_on_real("request capture") {
-        return;
-    }
     let (c, _op) = with_operator();
     // A class that asks for every kind of child: a public group and container defaults (and,
     // by default, Pod Security labels and network isolation).
@@ -140,9 +128,6 @@ fn a_new_workspace_costs_one_write_per_object_and_no_reads() {
 
 #[test]
 fn a_class_change_writes_only_what_it_changes_in_each_of_its_workspaces() {
-    if crate::common::skip_on_real("request capture") {
-        return;
-    }
     let (c, op) = with_operator();
     let manifest: String = (0..3).map(|i| format!("---\n{}", ws(&format!("k{i}")).yaml())).collect();
     c.apply(&manifest);
