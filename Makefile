@@ -51,7 +51,7 @@ test-real: $(VENV)/.installed control-plane ## The harness's and the operator's 
 	TEST_CLUSTER=real K8S_VERSION=$(K8S_VERSION) HELM_PYTHON=$(abspath $(VENV))/bin/python \
 	  $(CARGO) test -p controlplane -p workspace-operator --test lifecycle --test it -- --test-threads=2
 
-bench: ## Measure convergence, API cost, memory and list latency (figures in README)
+bench: ## Measure convergence, API cost, memory and list latency (figures in docs/performance.md)
 	$(CARGO) bench --bench operator
 
 crds: ## Regenerate crds/workspace.yaml (both CRDs, and the chart's copy) from the Rust types

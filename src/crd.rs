@@ -377,7 +377,7 @@ pub struct WorkspaceStatus {
 }
 
 api_enum! {
-    /// Lifecycle states; the README maps them to the states of cloud workspace APIs.
+    /// Lifecycle states; docs/workspace.md maps them to the states of cloud workspace APIs.
     pub enum State {
         Pending,
         Provisioning,
@@ -391,7 +391,7 @@ api_enum! {
 }
 
 api_enum! {
-    /// Why the workspace is in its state: a closed set, documented in the README.
+    /// Why the workspace is in its state: a closed set, documented in docs/workspace.md.
     pub enum StateReason {
         /// Seen for the first time; nothing done yet.
         Created,

@@ -24,7 +24,7 @@ enum Command {
 /// jemalloc rather than the system's malloc. The operator's memory is a long-lived cache built
 /// during bursts of short-lived buffers (a fleet created at once, a cold start over a backlog);
 /// glibc's malloc kept the pages those buffers freed between the cache's entries, and the RSS
-/// ended 10–30% above the heap, by how the burst fell (see the README's Performance section).
+/// ended 10–30% above the heap, by how the burst fell (see docs/performance.md).
 /// jemalloc's size-class slabs keep the two apart. Unix only: it is poorly supported on Windows.
 #[cfg(unix)]
 #[global_allocator]
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
 /// The operator runs on one thread unless told otherwise. Its work is short steps between
 /// network waits, and it is mostly waiting: over a backlog it keeps a core well under busy. On
 /// more threads those steps land on whichever worker is awake, and waking a sleeping worker
-/// for each one cost more CPU than the steps (see the README's Performance section).
+/// for each one cost more CPU than the steps (see docs/performance.md).
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = match command {
         Command::Run(args) => usize::from(args.worker_threads),

@@ -264,7 +264,7 @@ fn plain_manifests_match_the_chart_and_apply_with_kustomize() {
         String::from_utf8_lossy(&out.stdout) == committed,
         "crds/operator/operator.yaml is stale: run `make manifests`"
     );
-    // As the README says: the CRDs first (kubectl maps every kind before it applies any), then
+    // As the installation guide says: the CRDs first (kubectl maps every kind before it applies any), then
     // the rest.
     let c = crate::common::cluster();
     c.ok(&["apply", "-f", crate::common::CRD]);

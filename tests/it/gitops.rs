@@ -14,7 +14,7 @@ fn health(objs: &[Value]) -> Vec<Value> {
 
 #[test]
 fn argocd_health_kstatus_conditions_and_no_drift() {
-    assert!(include_str!("../../README.md").contains(LUA), "the README shows the tested script");
+    assert!(include_str!("../../docs/operations.md").contains(LUA), "the operations page shows the tested script");
     let (c, _op) = crate::common::with_operator();
     c.ok(&["create", "namespace", "default-taken"]);
     c.apply(&crate::common::ws("ok").yaml());

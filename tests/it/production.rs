@@ -157,7 +157,7 @@ fn metrics_are_openmetrics_that_a_real_parser_reads() {
         keys.dedup();
         keys
     };
-    // Every metric the README documents, with its type and labels.
+    // Every metric docs/operations.md documents, with its type and labels.
     assert_eq!(family("workspace_operator_reconciles")["type"], "counter");
     assert!(family("workspace_operator_reconciles")["samples"][0]["name"] == "workspace_operator_reconciles_total");
     assert_eq!(family("workspace_operator_reconcile_failures")["type"], "counter");
