@@ -222,6 +222,9 @@ impl ControlPlane {
             format!("--service-account-key-file={}", p(&f.sa_pub)),
             format!("--service-account-signing-key-file={}", p(&f.sa_key)),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
+            // Nothing runs in this cluster to reach the API server through its Service, and from
+            // 1.35 the endpoints reconciler refuses a loopback advertise address.
+            "--endpoint-reconciler-type=none".into(),
             "--authorization-mode=Node,RBAC".into(),
             // The default plugins (NamespaceLifecycle, LimitRanger, ServiceAccount, PodSecurity,
             // ResourceQuota, the admission policies and webhooks, …), plus what kubeadm adds.
