@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::errors::ApiError;
 use super::resources::{Catalogue, Resource};
-use crate::http::Reply;
+use crate::request::Reply;
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];

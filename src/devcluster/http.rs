@@ -1,15 +1,11 @@
-//! The HTTP face of the server: a request as the handlers see it, the reply they give, and the
-//! routing from URL and method to a resource and a verb (kube-apiserver's `endpoints` layer).
+//! The HTTP face of the server: the routing from URL and method to a resource and a verb
+//! (kube-apiserver's `endpoints` layer), over the request and reply of `request`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use hyper::{HeaderMap, Method};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use hyper::Method;
+use serde_json::json;
 
-use crate::auth::UserInfo;
 use crate::counters::RequestRecord;
 use crate::discovery;
 use crate::errors::{ApiError, Result};
@@ -17,96 +13,8 @@ use crate::faults::FaultKind;
 use crate::list::expired_continue;
 use crate::rbac::{self, Attributes};
 use crate::registry::ApiServer;
+use crate::request::{Reply, Req, ResourcePath};
 use crate::resources::Resource;
-
-pub struct Req {
-    pub method: Method,
-    pub path: String,
-    pub query: HashMap<String, String>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// Who asks, once authenticated (and impersonated).
-    pub user: UserInfo,
-}
-
-impl Req {
-    pub fn new(method: Method, path: String, query: &str, headers: HeaderMap, body: Bytes) -> Self {
-        // form_urlencoded decodes `+` as a space and tolerates kube-rs's empty `?&` pairs.
-        let query = form_urlencoded::parse(query.as_bytes())
-            .filter(|(k, _)| !k.is_empty())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Req { method, path, query, headers, body, user: UserInfo::anonymous() }
-    }
-
-    pub(crate) fn q(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
-    }
-
-    pub(crate) fn flag(&self, key: &str) -> bool {
-        matches!(self.q(key), Some("true" | "1"))
-    }
-
-    pub(crate) fn header(&self, key: &str) -> &str {
-        self.headers.get(key).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    pub(crate) fn accept(&self) -> &str {
-        self.header("accept")
-    }
-
-    pub(crate) fn content_type(&self) -> &str {
-        self.header("content-type").split(';').next().unwrap_or("").trim()
-    }
-
-    pub(crate) fn wants_table(&self) -> bool {
-        // Walk Accept in order: the first supported entry wins.
-        for part in self.accept().split(',') {
-            let p = part.trim();
-            if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
-                return true;
-            }
-            if p.starts_with("application/json") || p.starts_with("*/*") || p.contains("protobuf") {
-                return false;
-            }
-        }
-        false
-    }
-
-    pub(crate) fn wants_partial_metadata(&self) -> bool {
-        self.accept().split(',').next().is_some_and(|p| p.contains("as=PartialObjectMetadata"))
-    }
-
-    pub(crate) fn dry_run(&self) -> bool {
-        self.q("dryRun") == Some("All")
-    }
-}
-
-pub enum Reply {
-    Json { code: u16, body: Value, headers: Vec<(&'static str, String)> },
-    Raw { code: u16, content_type: &'static str, body: Vec<u8> },
-    Error(ApiError),
-    Stream(mpsc::Receiver<Bytes>),
-}
-
-impl Reply {
-    pub(crate) fn ok(body: Value) -> Self {
-        Reply::Json { code: 200, body, headers: Vec::new() }
-    }
-}
-
-impl From<ApiError> for Reply {
-    fn from(e: ApiError) -> Self {
-        Reply::Error(e)
-    }
-}
-/// The object part of a resource URL: namespace, name and subresource.
-#[derive(Debug, Clone)]
-pub(crate) struct ResourcePath {
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub sub: Option<String>,
-}
 
 enum Route {
     Version,
@@ -160,7 +68,7 @@ impl ApiServer {
     pub async fn handle(self: &Arc<Self>, req: Req) -> Reply {
         // Authorization comes before routing: an unknown type is forbidden, not missing.
         let attributes = Attributes::of_request(&req.method, &req.path, &req.query);
-        let decision = self.authorize(&req.user, &attributes);
+        let decision = self.rbac.authorize(&self.store, &req.user, &attributes);
         if !decision.allowed {
             return rbac::forbidden(&req.user, &attributes, &decision).into();
         }

@@ -29,7 +29,7 @@ impl Handle {
     /// The cluster admin's kubeconfig, as kubeadm writes it: the CA, and a client certificate
     /// for `kubernetes-admin` in `system:masters`.
     pub fn kubeconfig(&self) -> String {
-        self.kubeconfig_as(ADMIN, &[crate::auth::MASTERS])
+        self.kubeconfig_as(ADMIN, &[crate::request::MASTERS])
     }
 
     /// A kubeconfig whose client certificate says `user`, in `groups`.
@@ -63,7 +63,7 @@ impl Handle {
 
     /// A kube-rs client as the cluster admin; build it inside the caller's runtime.
     pub fn client(&self) -> kube::Client {
-        self.client_as(ADMIN, &[crate::auth::MASTERS])
+        self.client_as(ADMIN, &[crate::request::MASTERS])
     }
 
     /// A kube-rs client with a certificate for `user` in `groups`.
@@ -92,11 +92,11 @@ impl Handle {
     pub fn token_for(&self, namespace: &str, name: &str) -> Option<String> {
         let sa = self.server.store.lock().get("serviceaccounts", &crate::store::key(Some(namespace), name))?;
         let uid = sa["metadata"]["uid"].as_str().unwrap_or("").to_string();
-        let (token, _) = self.server.tokens.issue(&crate::auth::tokens::Request {
+        let (token, _) = self.server.tokens.issue(&crate::tokens::Request {
             namespace,
             name,
             uid: &uid,
-            audiences: vec![crate::auth::tokens::ISSUER.to_string()],
+            audiences: vec![crate::tokens::ISSUER.to_string()],
             seconds: 3600,
             bound: None,
         });

@@ -11,7 +11,7 @@
 //! A request goes through the layers of kube-apiserver, one module each: `server` (TLS and
 //! HTTP/1.1), `auth` (who is asking: client certificates, ServiceAccount tokens, anonymous,
 //! impersonation), `rbac` (may they: RBAC over the bootstrap policy, aggregation, escalation
-//! checks), `http` (request, reply, routing to a resource and verb), then `list`, `watch`,
+//! checks), `http` (routing to a resource and verb), then `list`, `watch`,
 //! `reviews` or the `registry` (store and catalogue, and the create / update and patch / delete
 //! pipelines), which call `shape` (bodies checked before use), `admission`, `managed` (field
 //! ownership, server-side apply), `patch`, `quota` and `builtin`.
@@ -44,19 +44,23 @@ mod kit;
 mod list;
 mod managed;
 mod patch;
+mod pki;
 mod protobuf;
 mod proxy;
 mod quota;
 mod rbac;
 mod registry;
+mod request;
 mod resources;
 mod reviews;
+mod selection;
 mod selectors;
 mod server;
 mod shape;
 mod store;
 mod table;
 pub mod testkit;
+mod tokens;
 mod validation;
 mod watch;
 mod yaml;

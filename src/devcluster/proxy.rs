@@ -16,10 +16,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::auth::pki::Pki;
 use crate::counters::{Counters, RequestRecord};
 use crate::errors::{ApiError, Named};
 use crate::faults::{FaultKind, Faults};
+use crate::pki::Pki;
 use crate::rbac::Attributes;
 use crate::server::{Body, error_response, stream_response};
 

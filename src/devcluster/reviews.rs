@@ -6,16 +6,15 @@
 
 use serde_json::{Value, json};
 
-use crate::auth::UserInfo;
-use crate::auth::tokens::{ISSUER, Request as TokenSpec};
 use crate::clock::now_rfc3339;
 use crate::errors::{ApiError, FieldError, Result};
-use crate::http::{Reply, Req, ResourcePath};
 use crate::protobuf;
 use crate::rbac::{Attributes, ResourceAttributes, Rule};
 use crate::registry::ApiServer;
+use crate::request::{Reply, Req, ResourcePath, UserInfo};
 use crate::resources::Resource;
 use crate::store;
+use crate::tokens::{ISSUER, Request as TokenSpec};
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
@@ -55,7 +54,7 @@ fn asked(res: &Resource, name: &str, spec: &Value) -> Result<Attributes> {
 }
 
 fn access_status(server: &ApiServer, user: &UserInfo, a: &Attributes) -> Value {
-    let d = server.authorize(user, a);
+    let d = server.rbac.authorize(&server.store, user, a);
     let mut status = json!({"allowed": d.allowed});
     if !d.reason.is_empty() {
         status["reason"] = json!(d.reason);
@@ -84,7 +83,7 @@ fn rules_status(server: &ApiServer, user: &UserInfo, namespace: &str) -> Value {
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
     let mut errors = Vec::new();
-    server.applying(user, namespace, |b| {
+    server.rbac.applying(&server.store, user, namespace, |b| {
         match &b.rules {
             Ok(rules) => {
                 for r in rules.iter() {

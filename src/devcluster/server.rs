@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use crate::auth::UserInfo;
 use crate::counters::Captured;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -18,8 +17,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::errors::ApiError;
-use crate::http::{Reply, Req};
 use crate::registry::ApiServer;
+use crate::request::{Reply, Req, UserInfo};
 
 /// The real server refuses bodies over 3 MiB.
 const MAX_BODY: usize = 3 * 1024 * 1024;

@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 
 use crate::builtin;
 use crate::errors::{ApiError, Result};
-use crate::http::{Reply, Req, ResourcePath};
-use crate::list::{Selection, list_options_invalid};
+use crate::list::list_options_invalid;
 use crate::registry::{ApiServer, partial_metadata};
+use crate::request::{Reply, Req, ResourcePath};
 use crate::resources::Resource;
+use crate::selection::Selection;
 use crate::store::{Bounds, Change};
 use crate::table;
 

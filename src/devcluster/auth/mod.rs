@@ -5,64 +5,14 @@
 //! Approximations (no flags to set them): no OIDC, no webhook token authenticator, no static
 //! token file; every credential is re-checked on every request, without a cache.
 
-pub mod pki;
-pub mod tokens;
-
 use std::collections::BTreeMap;
 
 use hyper::HeaderMap;
-use serde_json::{Value, json};
 
 use crate::errors::{ApiError, Result};
 use crate::rbac::{Attributes, ResourceAttributes};
 use crate::registry::ApiServer;
-
-pub const AUTHENTICATED: &str = "system:authenticated";
-pub const UNAUTHENTICATED: &str = "system:unauthenticated";
-pub const MASTERS: &str = "system:masters";
-pub const ANONYMOUS: &str = "system:anonymous";
-pub const SA_PREFIX: &str = "system:serviceaccount:";
-
-/// The identity a request is served as.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl UserInfo {
-    pub fn new(name: &str, uid: &str, groups: Vec<String>) -> UserInfo {
-        UserInfo { name: name.into(), uid: uid.into(), groups, extra: BTreeMap::new() }
-    }
-
-    pub fn anonymous() -> UserInfo {
-        UserInfo::new(ANONYMOUS, "", vec![UNAUTHENTICATED.into()])
-    }
-
-    /// The server itself, for the objects it creates on its own (bootstrap policy, a new
-    /// namespace's default ServiceAccount).
-    pub fn system() -> UserInfo {
-        UserInfo::new("system:apiserver", "", vec![MASTERS.into(), AUTHENTICATED.into()])
-    }
-
-    pub fn is_master(&self) -> bool {
-        self.groups.iter().any(|g| g == MASTERS)
-    }
-
-    /// As the review APIs (`status.userInfo`) and TokenReview write it.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({"username": self.name, "groups": self.groups});
-        if !self.uid.is_empty() {
-            v["uid"] = json!(self.uid);
-        }
-        if !self.extra.is_empty() {
-            v["extra"] = json!(self.extra);
-        }
-        v
-    }
-}
+use crate::request::{ANONYMOUS, AUTHENTICATED, SA_PREFIX, UNAUTHENTICATED, UserInfo};
 
 /// The groups every authenticated identity is in, added as kube-apiserver's group adder does.
 fn with_authenticated(mut groups: Vec<String>, name: &str) -> Vec<String> {
@@ -166,7 +116,7 @@ impl ApiServer {
         };
         let check = |attrs: ResourceAttributes| -> Result<()> {
             let a = Attributes::resource("impersonate", attrs);
-            let decision = self.authorize(&user, &a);
+            let decision = self.rbac.authorize(&self.store, &user, &a);
             if decision.allowed { Ok(()) } else { Err(crate::rbac::forbidden(&user, &a, &decision)) }
         };
         let mut groups = as_groups.clone();

@@ -6,10 +6,9 @@
 
 use serde_json::Value;
 
-use super::{Attributes, ResourceAttributes, Rule, rules_of};
-use crate::auth::UserInfo;
+use super::{Attributes, Authorizer, ResourceAttributes, Rule, rules_of};
 use crate::errors::{ApiError, Result};
-use crate::registry::ApiServer;
+use crate::request::UserInfo;
 use crate::resources::Resource;
 use crate::store::{self, Guard};
 
@@ -91,7 +90,7 @@ fn describe(missing: &[Atom]) -> String {
     lines.join("\n")
 }
 
-impl ApiServer {
+impl Authorizer {
     /// What of `requested` the user does not hold in `namespace`; and bindings that could not
     /// be followed.
     fn not_held(

@@ -16,15 +16,14 @@ pub mod bootstrap;
 pub mod escalation;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::auth::UserInfo;
 use crate::errors::ApiError;
-use crate::registry::ApiServer;
-use crate::store::{self, Bounds, Guard};
+use crate::request::{SA_PREFIX, UserInfo};
+use crate::store::{self, Bounds, Guard, Store};
 
 pub use attributes::{Attributes, ResourceAttributes};
 
@@ -95,7 +94,7 @@ fn subject_matches(subject: &Value, binding_ns: &str, user: &UserInfo) -> bool {
         "Group" => user.groups.iter().any(|g| g == name),
         "ServiceAccount" => {
             let ns = subject["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(binding_ns);
-            user.name == format!("{}{ns}:{name}", crate::auth::SA_PREFIX)
+            user.name == format!("{}{ns}:{name}", SA_PREFIX)
         }
         _ => false,
     }
@@ -163,7 +162,14 @@ fn name_of(obj: &Value) -> String {
     obj["metadata"]["name"].as_str().unwrap_or("").to_string()
 }
 
-impl ApiServer {
+/// The authorizer's state: ClusterRoles and ClusterRoleBindings as it reads them; None after a
+/// change.
+#[derive(Default)]
+pub struct Authorizer {
+    policy: RwLock<Option<Arc<ClusterPolicy>>>,
+}
+
+impl Authorizer {
     fn cluster_policy(&self, g: &Guard<'_>) -> Arc<ClusterPolicy> {
         if let Some(p) = self.policy.read().unwrap_or_else(|p| p.into_inner()).clone() {
             return p;
@@ -181,8 +187,14 @@ impl ApiServer {
     /// Every binding that names `user`, cluster-wide and (with a namespace) in `namespace`,
     /// with its role's rules: what the authorizer, the rules review and the escalation check
     /// all walk.
-    pub(crate) fn applying(&self, user: &UserInfo, namespace: &str, visit: impl FnMut(&Applying) -> bool) {
-        self.applying_in(&self.store.lock(), user, namespace, visit)
+    pub(crate) fn applying(
+        &self,
+        store: &Store,
+        user: &UserInfo,
+        namespace: &str,
+        visit: impl FnMut(&Applying) -> bool,
+    ) {
+        self.applying_in(&store.lock(), user, namespace, visit)
     }
 
     /// As `applying`, inside a write that holds the store.
@@ -233,11 +245,11 @@ impl ApiServer {
         }
     }
 
-    pub(crate) fn authorize(&self, user: &UserInfo, a: &Attributes) -> Decision {
+    pub(crate) fn authorize(&self, store: &Store, user: &UserInfo, a: &Attributes) -> Decision {
         if user.is_master() {
             return Decision { allowed: true, ..Decision::default() };
         }
-        self.authorize_in(&self.store.lock(), user, a)
+        self.authorize_in(&store.lock(), user, a)
     }
 
     /// As `authorize`, inside a write that holds the store.

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::auth::UserInfo;
 use crate::clock::now_rfc3339;
 use crate::errors::{ApiError, Headers, Result};
-use crate::http::{Reply, Req, ResourcePath};
 use crate::registry::{ApiServer, strip_empty_metadata};
+use crate::request::{Reply, Req, ResourcePath, UserInfo};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
 use crate::{admission, builtin, managed, protobuf, quota, shape, validation};
@@ -128,7 +127,7 @@ impl ApiServer {
             }
         }
         let warnings = self.admit(res, &mut obj, None, opts)?;
-        self.check_escalation(g, &opts.user, res, None, &obj)?;
+        self.rbac.check_escalation(g, &opts.user, res, None, &obj)?;
         if let Some(ns) = namespace {
             quota::admit_create(g, &self.catalogue(), res, ns, &obj)?;
         }

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use crate::clock::now_rfc3339;
 use crate::errors::{ApiError, Result};
-use crate::http::{Reply, Req, ResourcePath};
-use crate::list::Selection;
 use crate::registry::create::parse_body;
 use crate::registry::{ApiServer, name_of, string_set};
+use crate::request::{Reply, Req, ResourcePath};
 use crate::resources::Resource;
+use crate::selection::Selection;
 use crate::store::{self, Bounds, Guard};
 use crate::{builtin, protobuf};
 

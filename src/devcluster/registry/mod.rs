@@ -11,17 +11,17 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
-use crate::auth::pki::Pki;
-use crate::auth::tokens::Tokens;
 use crate::builtin;
 use crate::counters::Counters;
 use crate::errors::{ApiError, Result};
 use crate::faults::Faults;
-use crate::http::{Reply, Req, ResourcePath};
-use crate::rbac::{self, ClusterPolicy};
+use crate::pki::Pki;
+use crate::rbac::{self, Authorizer};
+use crate::request::{Reply, Req, ResourcePath};
 use crate::resources::{Catalogue, Resource};
 use crate::store::{self, Guard, Store};
 use crate::table;
+use crate::tokens::Tokens;
 
 pub(crate) use create::{WriteOpts, parse_body};
 
@@ -33,8 +33,7 @@ pub struct ApiServer {
     next_ip: AtomicU32,
     pub(crate) pki: Pki,
     pub(crate) tokens: Tokens,
-    /// ClusterRoles and ClusterRoleBindings as the authorizer reads them; None after a change.
-    pub(crate) policy: RwLock<Option<Arc<ClusterPolicy>>>,
+    pub(crate) rbac: Authorizer,
 }
 
 impl Default for ApiServer {
@@ -54,7 +53,7 @@ impl ApiServer {
             next_ip: AtomicU32::new(1),
             pki: Pki::new().expect("the cluster's certificates are made"),
             tokens: Tokens::new().expect("the token signing key is made"),
-            policy: RwLock::new(None),
+            rbac: Authorizer::default(),
         };
         {
             let mut g = state.store.lock();
@@ -90,9 +89,9 @@ impl ApiServer {
             ("apiextensions.k8s.io", "customresourcedefinitions") => self.refresh_catalogue(g),
             (rbac::GROUP, "clusterroles") => {
                 rbac::aggregate::run(g);
-                self.policy_changed();
+                self.rbac.policy_changed();
             }
-            (rbac::GROUP, "clusterrolebindings") => self.policy_changed(),
+            (rbac::GROUP, "clusterrolebindings") => self.rbac.policy_changed(),
             _ => {}
         }
         if let Some(ns) = namespace {

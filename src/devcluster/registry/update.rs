@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, FieldError, Headers, Result};
-use crate::http::{Reply, Req, ResourcePath};
 use crate::rbac::{Attributes, ResourceAttributes};
 use crate::registry::create::{FieldValidation, WriteOpts, check_type, parse_body};
 use crate::registry::{ApiServer, name_of, string_set, strip_empty_metadata};
+use crate::request::{Reply, Req, ResourcePath};
 use crate::resources::Resource;
 use crate::store::{self, Guard};
 use crate::{admission, builtin, managed, patch, shape};
@@ -130,7 +130,7 @@ impl ApiServer {
             }
         }
         let headers = self.admit(res, &mut obj, Some(current), opts)?;
-        self.check_escalation(g, &opts.user, res, Some(current), &obj)?;
+        self.rbac.check_escalation(g, &opts.user, res, Some(current), &obj)?;
         builtin::on_update(res, &mut obj, current);
         if res.tracks_generation && spec_changed(res, current, &obj) {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -246,7 +246,7 @@ impl ApiServer {
                     "create",
                     ResourceAttributes::new(&res.group, &res.plural, t.namespace.as_deref().unwrap_or(""), name),
                 );
-                let decision = self.authorize_in(&g, &req.user, &create);
+                let decision = self.rbac.authorize_in(&g, &req.user, &create);
                 if !decision.allowed {
                     return Err(crate::rbac::forbidden(&req.user, &create, &decision));
                 }

@@ -17,7 +17,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName as TlsName, SignatureScheme};
 
-use crate::auth::UserInfo;
+use crate::request::{AUTHENTICATED, UserInfo};
 
 pub struct Pki {
     ca: Certificate,
@@ -117,7 +117,7 @@ impl Pki {
         }
         let mut groups: Vec<String> =
             subject.iter_organization().filter_map(|o| o.as_str().ok()).map(String::from).collect();
-        groups.push(crate::auth::AUTHENTICATED.into());
+        groups.push(AUTHENTICATED.into());
         let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(leaf.as_ref()));
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let mut user = UserInfo::new(cn, "", groups);
