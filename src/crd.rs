@@ -294,29 +294,45 @@ const QUANTITY_MESSAGE: &str = "must be a quantity such as 500m, 2, 128Gi";
 const COUNT_RULE: &str = "string(self).matches('^[0-9]+$')";
 const COUNT_MESSAGE: &str = "must be a whole number such as 20";
 
+/// Everything admission accepts must decode. kube-apiserver stores any integer an
+/// `int-or-string` field is given, but `IntOrString` holds 32 bits: a larger integer is read as
+/// the same amount written as text, rather than leaving the Workspace unreadable.
+fn wide_int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IntOrString>, D::Error> {
+    use serde::de::Error;
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(IntOrString::String(s)),
+        Some(serde_json::Value::Number(n)) => Some(match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(i) => IntOrString::Int(i),
+            None => IntOrString::String(n.to_string()),
+        }),
+        Some(other) => return Err(D::Error::custom(format!("expected an integer or a string, found {other}"))),
+    })
+}
+
 /// Limits for the whole workspace namespace, kept in its ResourceQuota.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct ResourceLimits {
     /// CPU of all containers together (`limits.cpu`), such as `500m`, `2` or `16`.
     #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub cpu: Option<IntOrString>,
     /// Memory of all containers together (`limits.memory`), such as `512Mi` or `128Gi`.
     #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub memory: Option<IntOrString>,
     /// How many pods may exist at once (`pods`).
     #[x_kube(validation = Rule::new(COUNT_RULE).message(COUNT_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub pods: Option<IntOrString>,
     /// Storage all PersistentVolumeClaims may request together (`requests.storage`), such as
     /// `1Ti`.
     #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub storage: Option<IntOrString>,
     /// NVIDIA GPUs all containers may request together (`requests.nvidia.com/gpu`).
     #[x_kube(validation = Rule::new(COUNT_RULE).message(COUNT_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub gpu: Option<IntOrString>,
 }
 
@@ -526,7 +542,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NamespacePolicy {
     /// The Pod Security Admission levels of every workspace namespace, created or enrolled.
@@ -542,7 +558,19 @@ pub struct NamespacePolicy {
     /// its organization's prefix (`<organization>-`). Default true.
     #[serde(default = "yes")]
     pub allow_explicit_name: bool,
+    /// Namespaces no Workspace may have, created or enrolled: exact names, and `prefix-*` for
+    /// every name that begins with `prefix-`. Left out: the well-known namespaces of cluster
+    /// infrastructure (ingress-nginx, cert-manager, istio-system, monitoring, flux-system, argocd,
+    /// kube-*, openshift-*, …), which software installed later takes to be its own. Set: exactly
+    /// these (`[]` reserves none beyond the cluster's own).
+    #[x_kube(validation = Rule::new(RESERVED_RULE).message(RESERVED_MESSAGE))]
+    #[schemars(length(max = 512), inner(length(max = 63)))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_names: Option<Vec<String>>,
 }
+
+const RESERVED_RULE: &str = "self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(-[*])?$'))";
+const RESERVED_MESSAGE: &str = "each entry is a namespace name, or a prefix ending in -* (such as kube-*)";
 
 impl Default for NamespacePolicy {
     fn default() -> Self {
@@ -551,6 +579,7 @@ impl Default for NamespacePolicy {
             labels: None,
             annotations: None,
             allow_explicit_name: true,
+            reserved_names: None,
         }
     }
 }
@@ -646,7 +675,7 @@ impl Default for AccessPolicy {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourcePolicy {
     /// The limits of a Workspace that sets none.
@@ -660,17 +689,72 @@ pub struct ResourcePolicy {
     /// still admitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_defaults: Option<ContainerDefaults>,
+    /// Limits every workspace's ResourceQuota carries besides those of `resourceLimits`, which
+    /// a Workspace cannot raise or remove: any ResourceQuota key, such as
+    /// `services.loadbalancers: "0"`, `services.nodeports: "0"`, `persistentvolumeclaims: "20"`,
+    /// `requests.ephemeral-storage: 50Gi`, `count/jobs.batch: "100"` or `requests.amd.com/gpu: "0"`.
+    #[x_kube(validation = Rule::new(QUOTA_KEY_RULE).message(QUOTA_KEY_MESSAGE))]
+    #[x_kube(validation = Rule::new(QUOTA_OWNED_RULE).message(QUOTA_OWNED_MESSAGE))]
+    #[schemars(extend("maxProperties" = 64))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<BTreeMap<String, QuotaAmount>>,
 }
+
+/// One amount of a class's `quota`, written as a string (`"0"`, `"50Gi"`): its rule is checked
+/// value by value, and only a bounded string keeps that within kube-apiserver's cost budget for
+/// CEL rules over 64 amounts (an `int-or-string` counts as unbounded).
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct QuotaAmount(pub IntOrString);
+
+impl JsonSchema for QuotaAmount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "QuotaAmount".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 64,
+            "description": "An amount, as a string: \"0\", \"20\" or \"50Gi\".",
+            "x-kubernetes-validations": [{"rule": QUOTA_AMOUNT_RULE, "message": QUOTA_AMOUNT_MESSAGE}],
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for QuotaAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        wide_int_or_string(d)?.map(QuotaAmount).ok_or_else(|| D::Error::custom("an amount, not null"))
+    }
+}
+
+/// A ResourceQuota key kube-apiserver counts: a standard resource, an object count
+/// (`count/<resource>[.<group>]`), an extended resource's requests (`requests.<domain>/<name>`),
+/// or a storage class's (`<class>.storageclass.storage.k8s.io/<requests.storage|persistentvolumeclaims>`).
+const QUOTA_KEY_RULE: &str = "self.all(k, k.matches('^(pods|services|services[.]loadbalancers|services[.]nodeports|persistentvolumeclaims|configmaps|secrets|replicationcontrollers|resourcequotas|cpu|memory|storage|ephemeral-storage|requests[.](cpu|memory|storage|ephemeral-storage)|limits[.](cpu|memory|ephemeral-storage))$') || k.matches('^count/[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || k.matches('^requests[.][a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$') || k.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?[.]storageclass[.]storage[.]k8s[.]io/(requests[.]storage|persistentvolumeclaims)$'))";
+const QUOTA_KEY_MESSAGE: &str =
+    "each key must be a ResourceQuota key, such as services.loadbalancers, count/jobs.batch or requests.amd.com/gpu";
+/// The keys `resourceLimits` writes are the Workspace's own, bounded by `maxLimits`.
+const QUOTA_OWNED_RULE: &str =
+    "!self.exists(k, k in ['limits.cpu', 'limits.memory', 'pods', 'requests.storage', 'requests.nvidia.com/gpu'])";
+const QUOTA_OWNED_MESSAGE: &str = "limits.cpu, limits.memory, pods, requests.storage and requests.nvidia.com/gpu come from resourceLimits: bound them with defaultLimits and maxLimits";
+const QUOTA_AMOUNT_RULE: &str = "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))";
+const QUOTA_AMOUNT_MESSAGE: &str = "each amount must be a quantity such as \"0\", \"20\" or \"50Gi\"";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct ContainerDefaults {
     /// CPU of a container that sets none (its request and its limit), such as `500m`.
     #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub cpu: Option<IntOrString>,
     /// Memory of a container that sets none (its request and its limit), such as `512Mi`.
     #[x_kube(validation = Rule::new(QUANTITY_RULE).message(QUANTITY_MESSAGE))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_int_or_string")]
     pub memory: Option<IntOrString>,
 }
 

@@ -219,6 +219,21 @@ pub fn workspace_key(ws: &Workspace) -> String {
     format!("{}/{}", ws.metadata.namespace.as_deref().unwrap_or(""), ws.metadata.name.as_deref().unwrap_or(""))
 }
 
+/// The Workspace a child's `workspaces.dev/workspace` annotation names, when it is one a
+/// Workspace could have: `namespace/name`, a DNS label and a DNS subdomain. Anything else — a
+/// forged annotation of any length, say — names no Workspace, and costs the caches nothing.
+pub fn named_workspace(annotation: &str) -> Option<(&str, &str)> {
+    let (ns, name) = annotation.split_once('/')?;
+    let dns = |s: &str, max: usize, dots: bool| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.'))
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    (dns(ns, 63, false) && dns(name, 253, true)).then_some((ns, name))
+}
+
 /// The id format of cloud workspace APIs: the uid without hyphens.
 pub fn workspace_id(uid: &str) -> String {
     uid.replace('-', "")
@@ -227,6 +242,27 @@ pub fn workspace_id(uid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_annotation_a_workspace_could_have_names_one() {
+        let long = "a".repeat(200_000);
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, String, Option<(&'a str, &'a str)>);
+        let table: Vec<Case> = vec![
+            ("a workspace", "team-a/ml".into(), Some(("team-a", "ml"))),
+            ("a dotted name", "team-a/ml.v2".into(), Some(("team-a", "ml.v2"))),
+            ("no slash", "team-a".into(), None),
+            ("a path", "team-a/ml/x".into(), None),
+            ("upper case", "Team/ml".into(), None),
+            ("a namespace too long", format!("{}/ml", "a".repeat(64)), None),
+            ("a name too long", format!("team/{}", "a".repeat(254)), None),
+            ("a forged 200 KB value", format!("team/{long}"), None),
+            ("empty parts", "/".into(), None),
+        ];
+        for (case, annotation, want) in table {
+            assert_eq!(named_workspace(&annotation), want, "{case}");
+        }
+    }
 
     #[test]
     fn derived_namespaces_are_valid_stable_and_collision_safe() {

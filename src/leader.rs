@@ -39,7 +39,7 @@ impl LeaseConfig {
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
-    renewed: Arc<Mutex<Option<Instant>>>,
+    renewed: Arc<Mutex<Option<BootTime>>>,
     /// Another holder's lease record as last seen, and when by this replica's clock.
     observed: Mutex<Option<Observed>>,
 }
@@ -75,7 +75,7 @@ fn expired(
 /// past its lease does not act on stale leadership when it resumes, before `hold` notices.
 #[derive(Clone, Debug)]
 pub struct Fence {
-    renewed: Arc<Mutex<Option<Instant>>>,
+    renewed: Arc<Mutex<Option<BootTime>>>,
     deadline: Duration,
 }
 
@@ -83,6 +83,46 @@ impl Fence {
     pub fn holds(&self) -> bool {
         let renewed = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
         renewed.is_some_and(|t| t.elapsed() < self.deadline)
+    }
+}
+
+/// A moment by the clock that keeps counting while the machine is suspended (`CLOCK_BOOTTIME`
+/// on Linux). The monotonic clock behind `Instant` stops with a suspended VM: a leader that
+/// resumes would find its last renewal only moments ago, and write while a standby already
+/// leads. By this clock the suspension counts, and the fence is shut.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct BootTime(Duration);
+
+impl BootTime {
+    #[cfg(target_os = "linux")]
+    pub fn now() -> BootTime {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the timespec it is given, and nothing else.
+        let read = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut t) };
+        match read {
+            0 => BootTime(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)),
+            // Never on a kernel since 2.6.39; the monotonic clock is the next best.
+            _ => BootTime::monotonic(),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn now() -> BootTime {
+        BootTime::monotonic()
+    }
+
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    fn monotonic() -> BootTime {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        BootTime(START.get_or_init(Instant::now).elapsed())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        BootTime::now().0.saturating_sub(self.0)
+    }
+
+    pub fn checked_sub(&self, d: Duration) -> Option<BootTime> {
+        self.0.checked_sub(d).map(BootTime)
     }
 }
 
@@ -148,16 +188,18 @@ impl Elector {
         Fence { renewed: self.renewed.clone(), deadline: self.cfg.renew_deadline }
     }
 
-    fn mark(&self, renewed: Option<Instant>) {
+    fn mark(&self, renewed: Option<BootTime>) {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
     }
 
     /// Wait until this replica holds the lease.
     pub async fn acquire(&self) {
         loop {
+            // As for a renewal: the lease counts from when we asked, not when we heard back.
+            let asked = BootTime::now();
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
-                    self.mark(Some(Instant::now()));
+                    self.mark(Some(asked));
                     info!(lease = %self.cfg.name, identity = %self.cfg.identity, "became leader");
                     return;
                 }
@@ -173,7 +215,7 @@ impl Elector {
         loop {
             tokio::time::sleep(self.cfg.retry_period).await;
             // Taken before the request: the lease counts from when we asked, not when we heard back.
-            let asked = Instant::now();
+            let asked = BootTime::now();
             match self.try_acquire_or_renew().await {
                 Ok(true) => self.mark(Some(asked)),
                 Ok(false) => {
@@ -291,9 +333,23 @@ mod tests {
         let renewed = Arc::new(Mutex::new(None));
         let fence = Fence { renewed: renewed.clone(), deadline: Duration::from_secs(10) };
         assert!(!fence.holds(), "never renewed");
-        *renewed.lock().unwrap() = Some(Instant::now());
+        *renewed.lock().unwrap() = Some(BootTime::now());
         assert!(fence.holds());
-        *renewed.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(11));
+        *renewed.lock().unwrap() = BootTime::now().checked_sub(Duration::from_secs(11));
         assert!(!fence.holds(), "renewed too long ago");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_fence_clock_is_the_one_that_counts_a_suspension() {
+        let read = |clock| {
+            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            assert_eq!(unsafe { libc::clock_gettime(clock, &mut t) }, 0);
+            Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        };
+        let (before, ours, after) = (read(libc::CLOCK_BOOTTIME), BootTime::now().0, read(libc::CLOCK_BOOTTIME));
+        assert!(before <= ours && ours <= after, "BootTime reads CLOCK_BOOTTIME");
+        // The boot clock is never behind the monotonic one: it adds the time spent suspended.
+        assert!(read(libc::CLOCK_MONOTONIC) <= read(libc::CLOCK_BOOTTIME));
     }
 }

@@ -9,7 +9,6 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -19,49 +18,10 @@ use tracing::info;
 
 use crate::controller::build;
 use crate::controller::cache::{Amounts, Cached};
-use crate::controller::error::ApplyError;
-use crate::controller::observe::get_namespace;
-use crate::controller::{Context, Key};
+use crate::controller::child::{ChildRef, Key, Kind, marks};
+use crate::controller::context::Context;
+use crate::controller::error::{ApplyError, is_status};
 use crate::labels;
-
-/// The kinds of object a Workspace has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Namespace,
-    RoleBinding,
-    ResourceQuota,
-    LimitRange,
-    NetworkPolicy,
-}
-
-/// One child object, by kind, namespace and name: what an error names and what an expectation
-/// is kept for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ChildRef {
-    pub kind: Kind,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ChildRef {
-    pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
-        ChildRef { kind, namespace: namespace.map(String::from), name: name.into() }
-    }
-
-    fn namespace(name: &str) -> Self {
-        ChildRef::new(Kind::Namespace, None, name)
-    }
-}
-
-impl fmt::Display for ChildRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = format!("{:?}", self.kind).to_lowercase();
-        match &self.namespace {
-            Some(ns) => write!(f, "{kind} {ns}/{}", self.name),
-            None => write!(f, "{kind} {}", self.name),
-        }
-    }
-}
 
 /// A namespaced child the generic applier keeps in step. The caches hold only its metadata
 /// (any owner of a workspace can create RoleBindings and NetworkPolicies bearing the operator's
@@ -83,24 +43,6 @@ pub trait Child:
     fn drifted(ctx: &Context, key: &Key, _want: &Self, cached: &Cached) -> bool {
         cached.other_writers || ctx.versions.moved(key, cached.version().as_deref())
     }
-}
-
-/// The operator's own labels and annotations on a child: a cached child keeps only a digest
-/// of them (see `cache::Cached`).
-const MARK_LABELS: [&str; 3] = [labels::MANAGED_BY, labels::WORKSPACE_NAMESPACE, labels::WORKSPACE_NAME];
-const MARK_ANNOTATIONS: [&str; 3] = [labels::WORKSPACE_ANNOTATION, labels::UID_ANNOTATION, labels::APPLIED_ANNOTATION];
-
-/// A digest of the operator's own labels and annotations on an object, present or not. Only
-/// ever compared within one process, so the hasher need not be stable across versions.
-pub fn marks(meta: &ObjectMeta) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    for (keys, map) in [(&MARK_LABELS, &meta.labels), (&MARK_ANNOTATIONS, &meta.annotations)] {
-        for k in keys {
-            (k, map.as_ref().and_then(|m| m.get(*k))).hash(&mut h);
-        }
-    }
-    h.finish()
 }
 
 impl Child for RoleBinding {
@@ -254,10 +196,6 @@ async fn delete_child<K: Child>(api: &Api<K>, child: ChildRef, uid: Option<Strin
     }
 }
 
-pub fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
 /// Create the namespace, or on 409 return the one that exists, whoever it belongs to.
 pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespace, ApplyError> {
     let name = want.name_any();
@@ -267,7 +205,7 @@ pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespa
             info!(namespace = name, "created namespace");
             Ok(ns)
         }
-        Err(e) if is_status(&e, 409) => match get_namespace(ctx, &name).await {
+        Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
             Ok(Some(ns)) => Ok(ns),
             // Gone again between the two requests, or unreadable: the retry starts over.
             _ => Err(ApplyError::Create { child: ChildRef::namespace(&name), source: e }),
@@ -279,19 +217,24 @@ pub async fn create_namespace(ctx: &Context, want: &Namespace) -> Result<Namespa
 /// Bring an existing namespace's labels and annotations in step (see `build::namespace_patch`).
 pub async fn label_namespace(ctx: &Context, ns: Namespace, want: &Namespace) -> Result<Namespace, ApplyError> {
     let Some(patch) = build::namespace_patch(&ns, want) else { return Ok(ns) };
-    patch_namespace(ctx, &ns.name_any(), patch).await
+    patch_namespace(ctx, &ns, patch).await
 }
 
 /// Give an adopted namespace back as it was found (see `build::release_patch`).
 pub async fn release_namespace(ctx: &Context, ns: &Namespace) -> Result<(), ApplyError> {
-    patch_namespace(ctx, &ns.name_any(), build::release_patch(ns)).await.map(|_| ())
+    patch_namespace(ctx, ns, build::release_patch(ns)).await.map(|_| ())
 }
 
-async fn patch_namespace(ctx: &Context, name: &str, patch: serde_json::Value) -> Result<Namespace, ApplyError> {
+/// Write over the very version the namespace was judged on: whether it may be adopted, whose
+/// it is, whether it still consents. Another writer in between (a second Workspace enrolling it,
+/// its owner withdrawing consent) makes this a 409, and the retry judges it afresh.
+async fn patch_namespace(ctx: &Context, ns: &Namespace, mut patch: serde_json::Value) -> Result<Namespace, ApplyError> {
+    let name = ns.name_any();
+    patch["metadata"]["resourceVersion"] = ns.resource_version().into();
     Api::<Namespace>::all(ctx.client.clone())
-        .patch(name, &labels::patch_params(), &Patch::Merge(patch))
+        .patch(&name, &labels::patch_params(), &Patch::Merge(patch))
         .await
-        .map_err(|source| ApplyError::Write { child: ChildRef::namespace(name), source })
+        .map_err(|source| ApplyError::Write { child: ChildRef::namespace(&name), source })
 }
 
 /// Delete the namespace as observed: the uid precondition makes sure that a namespace recreated
@@ -317,6 +260,7 @@ pub async fn delete_namespace(ctx: &Context, ns: &Namespace) -> Result<(), Apply
 mod tests {
     use super::*;
     use crate::controller::cache::Token;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use std::collections::BTreeMap;
 
     fn child(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
@@ -362,6 +306,7 @@ mod tests {
 
     #[test]
     fn the_marks_are_every_label_and_annotation_the_operator_puts_on_a_child() {
+        use crate::controller::child::{MARK_ANNOTATIONS, MARK_LABELS};
         use crate::crd::WorkspaceClass;
         let ws = crate::fixtures::ws("a").in_ns("team-a").owner("ann@example.com").limit("pods", "2").build();
         let class = WorkspaceClass::new("standard", Default::default());

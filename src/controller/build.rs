@@ -145,20 +145,26 @@ fn own_key(key: &str) -> bool {
 const POD_SECURITY_MODES: [&str; 3] =
     ["pod-security.kubernetes.io/enforce", "pod-security.kubernetes.io/warn", "pod-security.kubernetes.io/audit"];
 
-/// The stricter of two Pod Security levels; an unknown level counts as the loosest.
+/// How strict a Pod Security label is: none is the loosest (the cluster's default, privileged
+/// unless configured otherwise); a level Pod Security Admission does not know counts as
+/// `restricted`, as Pod Security Admission counts it.
+fn strictness(level: Option<&str>) -> u8 {
+    level.map_or(0, |l| PodSecurityLevel::from_str(l).map_or(3, |l| l as u8 + 1))
+}
+
+/// The stricter of two Pod Security levels; `b` when they are as strict.
 fn stricter<'a>(a: Option<&'a str>, b: &'a str) -> &'a str {
-    let rank = |l: &str| PodSecurityLevel::from_str(l).map_or(0, |l| l as u8 + 1);
     match a {
-        Some(a) if rank(a) > rank(b) => a,
+        Some(a) if strictness(Some(a)) > strictness(Some(b)) => a,
         _ => b,
     }
 }
 
 /// The merge patch that makes the existing namespace `have` carry what `want` (from
 /// [`namespace`]) asks, or None when it already does. On an enrolled namespace the Pod Security
-/// levels are only ever tightened (enrollment never weakens a namespace), and every label or
-/// annotation added or changed is recorded with its earlier value, so that [`release_patch`]
-/// gives back exactly what was found.
+/// levels are only ever tightened: each is the stricter of the class's and the one the namespace
+/// carries now, so neither enrollment nor a later reconcile undoes what its owner tightened. Every
+/// label or annotation added or changed is recorded with its earlier value, for [`release_patch`].
 pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json::Value> {
     // A namespace keeps the management it was created or enrolled with once it is recorded as
     // a Workspace's (its uid annotation, which only the operator and the platform can write);
@@ -178,9 +184,8 @@ pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json:
             if k == labels::MANAGEMENT && owned && have.contains_key(k) {
                 continue;
             }
-            let original = before.get(k).cloned().unwrap_or_else(|| have.get(k).cloned());
             let v = match enrolled && POD_SECURITY_MODES.contains(&k.as_str()) {
-                true => stricter(original.as_deref(), v),
+                true => stricter(have.get(k).map(String::as_str), v),
                 false => v.as_str(),
             };
             if have.get(k).map(String::as_str) != Some(v) {
@@ -211,7 +216,11 @@ pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json:
 }
 
 /// The merge patch that gives an enrolled namespace back: the operator's own keys go, and what
-/// it added or changed returns to what was there before.
+/// it added or changed returns to what was there before — except a Pod Security level, which
+/// stays the stricter of what was found and what it carries now. A workload planted while the
+/// namespace was enrolled was admitted under that level; loosening it on release would let the
+/// workload's next pods run with more privilege than its author ever had. The namespace's owner
+/// loosens it by hand once they have checked what the workspace left behind.
 pub fn release_patch(have: &Namespace) -> serde_json::Value {
     let before = Before::of(have);
     let restore = |have: Option<&BTreeMap<String, String>>, before: &BTreeMap<String, Option<String>>| {
@@ -220,6 +229,10 @@ pub fn release_patch(have: &Namespace) -> serde_json::Value {
             out.insert(k.clone(), serde_json::Value::Null);
         }
         for (k, v) in before {
+            let now = have.and_then(|m| m.get(k)).map(String::as_str);
+            if POD_SECURITY_MODES.contains(&k.as_str()) && strictness(v.as_deref()) <= strictness(now) {
+                continue;
+            }
             out.insert(k.clone(), v.clone().map_or(serde_json::Value::Null, Into::into));
         }
         out
@@ -314,6 +327,11 @@ pub fn quota(ws: &Workspace, class: &WorkspaceClass, target: &str, blocked: bool
     let mut hard = BTreeMap::new();
     for (limit, quantity) in policy::limits(ws, class).iter().flat_map(|l| l.quantities()) {
         hard.insert(quota_key(limit).to_string(), Quantity(quantity));
+    }
+    // The class's own keys; those of `resourceLimits` stay the Workspace's (admission refuses
+    // them in the class, and a class stored before that rule cannot take them over).
+    for (key, amount) in class.spec.resources.quota.iter().flatten() {
+        hard.entry(key.clone()).or_insert_with(|| Quantity(policy::text(&amount.0)));
     }
     if blocked {
         hard.insert("pods".into(), Quantity("0".into()));
@@ -570,18 +588,23 @@ mod tests {
     const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
     #[test]
-    fn enrollment_only_tightens_pod_security_and_release_gives_back_what_was_found() {
+    fn enrollment_only_tightens_pod_security_and_release_never_loosens_it() {
         let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
         let mut c = open();
         c.spec.namespace.labels = Some([("cost-centre".to_string(), "42".to_string())].into());
         let want = namespace(&w, &c, "legacy");
         let consent = (policy::ENROLL_FROM, "acme");
+        let without = |ns: &Namespace| {
+            let mut l = ns.metadata.labels.clone().unwrap_or_default();
+            POD_SECURITY_MODES.iter().for_each(|m| drop(l.remove(*m)));
+            l
+        };
         #[rustfmt::skip]
         let table: Vec<(&str, Namespace, &str)> = vec![
-            ("no level: the class's", namespace_with(&[consent], &[]), "baseline"),
-            ("looser: tightened", namespace_with(&[consent, (ENFORCE, "privileged")], &[]), "baseline"),
+            ("no level: the class's, kept on release", namespace_with(&[consent], &[]), "baseline"),
+            ("looser: tightened, kept on release", namespace_with(&[consent, (ENFORCE, "privileged")], &[]), "baseline"),
             ("stricter: kept", namespace_with(&[consent, (ENFORCE, "restricted")], &[]), "restricted"),
-            ("unknown: the class's", namespace_with(&[consent, (ENFORCE, "lax")], &[]), "baseline"),
+            ("unknown: as strict as restricted, kept", namespace_with(&[consent, (ENFORCE, "lax")], &[]), "lax"),
             ("managed by another tool", namespace_with(&[consent, (labels::MANAGED_BY, "Helm"), ("cost-centre", "7")], &[("note", "x")]), "baseline"),
         ];
         for (case, found, level) in table {
@@ -591,10 +614,23 @@ mod tests {
             assert_eq!(enrolled.metadata.labels.as_ref().unwrap()[labels::MANAGEMENT], "Enrolled", "{case}");
             assert_eq!(namespace_patch(&enrolled, &want), None, "{case}: a second reconcile writes nothing");
             let released = patched(&enrolled, &release_patch(&enrolled));
-            assert_eq!(released.metadata.labels, found.metadata.labels, "{case}: labels as found");
+            assert_eq!(released.metadata.labels.as_ref().unwrap()[ENFORCE], level, "{case}: never loosened");
+            assert_eq!(without(&released), without(&found), "{case}: every other label as found");
             let annotations = released.metadata.annotations.clone().filter(|a| !a.is_empty());
             assert_eq!(annotations, found.metadata.annotations.clone().filter(|a| !a.is_empty()), "{case}");
         }
+    }
+
+    #[test]
+    fn what_the_namespaces_owner_tightened_while_enrolled_stays() {
+        let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let want = namespace(&w, &open(), "legacy");
+        let found = namespace_with(&[(policy::ENROLL_FROM, "acme")], &[]);
+        let mut enrolled = patched(&found, &namespace_patch(&found, &want).unwrap());
+        enrolled.metadata.labels.as_mut().unwrap().insert(ENFORCE.into(), "restricted".into());
+        assert_eq!(namespace_patch(&enrolled, &want), None, "a reconcile leaves the owner's level");
+        let released = patched(&enrolled, &release_patch(&enrolled));
+        assert_eq!(released.metadata.labels.unwrap()[ENFORCE], "restricted", "and so does the release");
     }
 
     #[test]
@@ -614,7 +650,7 @@ mod tests {
         loose.spec.namespace.pod_security.enforce = PodSecurityLevel::Privileged;
         let again = namespace_patch(&enrolled, &namespace(&w, &loose, "legacy"));
         let relaxed = again.map(|p| patched(&enrolled, &p)).unwrap_or(enrolled);
-        assert_eq!(relaxed.metadata.labels.as_ref().unwrap()[ENFORCE], "baseline", "back to what it had, no looser");
+        assert_eq!(relaxed.metadata.labels.as_ref().unwrap()[ENFORCE], "restricted", "never loosened");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kube::Resource;
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use crate::controller::apply::{self, Kind};
+use crate::controller::child::{self, Kind};
 use crate::controller::policy::amount;
 use crate::labels;
 
@@ -31,7 +31,7 @@ pub struct Cached {
     /// The Workspace it is annotated as belonging to (`namespace/name`): one allocation for
     /// the namespace and all its children (see `Slot::upsert`).
     pub workspace: Option<Arc<str>>,
-    /// A digest of the operator's own labels and annotations on it (see `apply::marks`).
+    /// A digest of the operator's own labels and annotations on it (see `child::marks`).
     pub marks: u64,
     /// Another field manager owns some of its content (labels and annotations aside).
     pub other_writers: bool,
@@ -68,14 +68,15 @@ impl Cached {
                 let fields = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
                 fields.is_some_and(|f| f.keys().any(|k| k != "f:metadata"))
             });
-        let workspace = meta.annotations.as_ref().and_then(|a| a.get(labels::WORKSPACE_ANNOTATION));
+        let workspace = (meta.annotations.as_ref().and_then(|a| a.get(labels::WORKSPACE_ANNOTATION)))
+            .filter(|w| labels::named_workspace(w).is_some());
         Cached {
             kind,
             name: meta.name.as_deref().unwrap_or_default().into(),
             resource_version: meta.resource_version.as_deref().map(Token::new),
             uid: meta.uid.as_deref().map(Token::new),
             workspace: workspace.map(|w| w.as_str().into()),
-            marks: apply::marks(meta),
+            marks: child::marks(meta),
             other_writers: others,
             hard: None,
             namespace: None,

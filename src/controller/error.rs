@@ -2,7 +2,7 @@
 //! came from as its source, and has a category: the stable PascalCase name used as the metric
 //! label and as the reason of the Event that reports it.
 
-use crate::controller::apply::ChildRef;
+use crate::controller::child::ChildRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,14 +75,31 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A write refused because what it was judged on changed meanwhile (409): not a failure to
+    /// report, only a reason to look again.
+    pub fn is_conflict(&self) -> bool {
+        let source = match self {
+            Error::Apply(ApplyError::Create { source, .. } | ApplyError::Write { source, .. }) => source,
+            _ => return false,
+        };
+        is_status(source, 409)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Did the API server answer with this HTTP status?
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
 
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
 
     use super::*;
-    use crate::controller::apply::Kind;
+    use crate::controller::child::Kind;
 
     fn api_error() -> kube::Error {
         kube::Error::Api(kube::core::Status::failure("rolebindings is forbidden", "Forbidden").with_code(403).boxed())

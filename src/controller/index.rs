@@ -4,8 +4,8 @@
 //! watch events as the store, so a reconcile touches only its own namespace's objects.
 //!
 //! It also keeps, per Workspace, a digest of its list-view labels, which the store does not
-//! hold (see `strip_list_labels`): the report step only asks whether they are as wanted, and a
-//! label map costs a Workspace about a kilobyte.
+//! hold (see `strip`): the report step only asks whether they are as wanted, and a label map
+//! costs a Workspace about a kilobyte.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
@@ -99,15 +99,14 @@ fn digest(hasher: &std::hash::RandomState, labels: Option<&BTreeMap<String, Stri
     hasher.hash_one(labels::LIST_LABELS.map(|k| labels.and_then(|l| l.get(k))))
 }
 
-/// Take the list-view labels off a Workspace about to be cached, once the index has their
-/// digest; an emptied map goes too, since even an empty map's first node is kept.
-pub fn strip_list_labels(meta: &mut kube::api::ObjectMeta) {
-    if let Some(l) = meta.labels.as_mut() {
-        l.retain(|k, _| !labels::LIST_LABELS.contains(&k.as_str()));
-        if l.is_empty() {
-            meta.labels = None;
-        }
-    }
+/// What a Workspace about to be cached keeps of its metadata, once this index has the digest of
+/// its list-view labels: no annotations, no labels, no managedFields. No reconcile reads them,
+/// and whoever writes Workspaces decides their size (up to 256 KiB each), so kept they would be
+/// memory a tenant could fill.
+pub fn strip(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
 }
 
 fn key<K: Resource>(o: &K) -> (String, String) {
@@ -174,12 +173,11 @@ mod tests {
     }
 
     #[test]
-    fn stripping_keeps_a_users_labels_and_drops_an_emptied_map() {
-        let mut only_ours = labelled("x", &[(labels::STATUS, "Available"), (labels::OWNER, "o")]).metadata;
-        strip_list_labels(&mut only_ours);
-        assert_eq!(only_ours.labels, None);
-        let mut mixed = labelled("x", &[(labels::STATUS, "Available"), ("team", "t")]).metadata;
-        strip_list_labels(&mut mixed);
-        assert_eq!(mixed.labels, Some([("team".to_string(), "t".to_string())].into()));
+    fn a_cached_workspace_keeps_none_of_its_labels_or_annotations() {
+        let mut meta = labelled("x", &[(labels::STATUS, "Available"), ("team", "t")]).metadata;
+        meta.annotations = Some([("big".to_string(), "x".repeat(200_000))].into());
+        strip(&mut meta);
+        assert_eq!((meta.labels, meta.annotations), (None, None));
+        assert_eq!(meta.name.as_deref(), Some("x"), "its name stays");
     }
 }

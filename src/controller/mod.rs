@@ -8,6 +8,8 @@
 pub mod apply;
 pub mod build;
 pub mod cache;
+pub mod child;
+pub mod context;
 pub mod error;
 pub mod expectations;
 pub mod index;
@@ -18,7 +20,6 @@ pub mod report;
 pub mod status;
 pub mod unreadable;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +46,9 @@ use crate::crd::{DesiredState, Management, State, StateReason, Workspace, Worksp
 use crate::events::Recorder;
 use crate::labels;
 use crate::metrics::Metrics;
-use apply::Kind;
 use cache::Cached;
+use child::{ChildRef, Key, Kind};
+use context::Context;
 use expectations::{Expectations, Versions};
 use index::ByNamespace;
 
@@ -71,43 +73,6 @@ impl Default for Config {
     }
 }
 
-/// What an expectation (a write not yet seen in the caches) is kept for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Key {
-    /// A Workspace, by `namespace/name`.
-    Workspace(String),
-    Child(apply::ChildRef),
-}
-
-/// Shared by every reconcile.
-pub struct Context {
-    pub client: Client,
-    pub settings: Settings,
-    recorder: Recorder,
-    workspaces: Store<Guarded>,
-    workspaces_by_ns: ByNamespace,
-    /// Namespaces, RoleBindings, quotas, LimitRanges and NetworkPolicies, as reconciles read them.
-    children: cache::Children,
-    classes: Store<WorkspaceClass>,
-    /// Consecutive failures per Workspace, for exponential backoff (reset on success).
-    failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
-    /// Writes the caches have not shown yet.
-    expect: Arc<Expectations<Key>>,
-    /// The versions of children as the operator last wrote or found them.
-    versions: Versions<Key>,
-    pub metrics: Arc<Metrics>,
-    fence: Option<crate::leader::Fence>,
-}
-
-/// Cached objects carry what reconciles read and nothing else: managedFields and the
-/// last-applied annotation are most of an object's size and are never needed here.
-fn strip<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
-    if let Some(a) = obj.meta_mut().annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
 /// Report each event of a watch to the health /readyz answers from. Every list attempt begins
 /// with `Init` (and a relist sends `InitApply`), even one that then fails: only an event that
 /// shows the watch delivers counts as recovery.
@@ -126,7 +91,7 @@ fn watch_health<K, E>(
 /// File each event of a child's watch in the cache, before it can trigger a reconcile.
 fn feed<K: Resource, F: Fn(&K) -> Cached>(
     cache: &cache::Children,
-    kind: apply::Kind,
+    kind: Kind,
     of: F,
 ) -> impl Fn(&watcher::Event<K>) + use<K, F> {
     let cache = cache.clone();
@@ -150,13 +115,12 @@ fn not_an_echo<K: Resource, F: Fn(&K) -> Key>(
 
 /// The expectation key of a child of `kind`.
 fn child_key<K: Resource>(kind: Kind) -> impl Fn(&K) -> Key {
-    move |o| Key::Child(apply::ChildRef::new(kind, o.meta().namespace.as_deref(), &o.name_any()))
+    move |o| Key::Child(ChildRef::new(kind, o.meta().namespace.as_deref(), &o.name_any()))
 }
 
 /// The Workspace named in a child's annotation.
 fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Guarded>> {
-    let key = obj.annotations().get(labels::WORKSPACE_ANNOTATION)?;
-    let (ns, name) = key.split_once('/')?;
+    let (ns, name) = labels::named_workspace(obj.annotations().get(labels::WORKSPACE_ANNOTATION)?)?;
     Some(ObjectRef::new(name).within(ns))
 }
 
@@ -188,8 +152,7 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
         })
         .inspect_ok(move |ev| ws_indexer.apply(ev))
         .modify(|w: &mut Guarded| {
-            strip(w);
-            index::strip_list_labels(w.meta_mut());
+            index::strip(w.meta_mut());
             if let Ok(w) = w.0.as_mut()
                 && let Some(status) = w.status.as_mut()
             {
@@ -238,7 +201,14 @@ pub async fn run_until(client: Client, config: Config, shutdown: impl Future<Out
     let class_stream = watcher(Api::<WorkspaceClass>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .inspect(watch_health(&metrics, "workspaceclasses"))
-        .modify(strip)
+        // Classes are the platform's, few, and read by their annotations (the default class):
+        // they keep all but what is never read.
+        .modify(|c: &mut WorkspaceClass| {
+            c.metadata.managed_fields = None;
+            if let Some(a) = c.metadata.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .reflect(class_writer)
         .touched_objects();
     // A class changes: every Workspace that names it, or may be taking the default, is
@@ -457,7 +427,9 @@ fn error_policy(obj: Arc<Guarded>, err: &Error, ctx: Arc<Context>) -> Action {
 /// `unseen`: a child written by an earlier reconcile may be missing from the caches.
 async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Result<Action> {
     let mut ws = cached.clone();
-    let obs = observe::observe(&ws, ctx, false).await?;
+    let mut obs = observe::observe(&ws, ctx, false).await?;
+    let lookup = !plan::skips_lookup(&ws, &obs, &ctx.settings);
+    observe::children(&ws, ctx, &mut obs, lookup).await?;
     let plan = plan::plan(&ws, &obs, &ctx.settings);
     let predicted = match &plan {
         Plan::Blocked(o) => o.state,
@@ -470,6 +442,8 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Resu
         Plan::Blocked(o) => (o, false),
         Plan::Provision(found) => match provision(&ws, ctx, &obs, found).await {
             Ok(done) => done,
+            // Judged on a version that changed meanwhile: the retry judges afresh.
+            Err(e) if e.is_conflict() => return Err(e),
             Err(e) => {
                 // Say so, then retry with backoff: the status stays truthful while it fails.
                 let failing = Outcome::new(State::Provisioning, StateReason::ProvisioningFailed, e.to_string());
@@ -520,9 +494,7 @@ async fn provision(
     let children = build::children(ws, &class, target, goal);
     // A namespace that answered a create with 409 is looked at only now.
     match plan::ownership(ws, &ns) {
-        Ownership::Foreign(why) => {
-            return Ok((Outcome::new(State::Failed, StateReason::NamespaceConflict, why), false));
-        }
+        Ownership::Foreign(why) => return Ok((plan::refused(why), false)),
         // Taken over, nothing of it may be seized: an object under a child's name that is not
         // the Workspace's stops the adoption.
         Ownership::Adoptable => {
@@ -567,7 +539,7 @@ async fn provision(
 }
 
 /// The first child the Workspace would write over someone else's object of the same name.
-async fn foreign_child(ctx: &Context, target: &str, children: &Children, key: &str) -> Result<Option<apply::ChildRef>> {
+async fn foreign_child(ctx: &Context, target: &str, children: &Children, key: &str) -> Result<Option<ChildRef>> {
     let Children { bindings, quota, limit_range, network_policy } = children;
     if let Some(c) = apply::foreign(ctx, target, bindings, key).await? {
         return Ok(Some(c));
@@ -642,7 +614,8 @@ async fn finalize(cached: &Workspace, ctx: &Context, unseen: bool) -> Result<Act
 
 /// True when some write has yet to show in the caches (the finalizer stays until it has).
 async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
-    let obs = observe::observe(ws, ctx, true).await?;
+    let mut obs = observe::observe(ws, ctx, true).await?;
+    observe::children(ws, ctx, &mut obs, true).await?;
     let Seen::Found(ns) = &obs.namespace else { return Ok(false) };
     // Never touch a namespace this Workspace does not own (a conflict, or another Workspace's).
     if plan::ownership(ws, ns) != Ownership::Ours {

@@ -12,11 +12,10 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::controller::Context;
-use crate::controller::apply::Kind;
 use crate::controller::cache::Cached;
+use crate::controller::child::Kind;
+use crate::controller::context::Context;
 use crate::controller::error::ObserveError;
-use crate::controller::plan;
 use crate::crd::{Management, Workspace, WorkspaceClass};
 use crate::labels;
 
@@ -60,8 +59,8 @@ pub enum Seen {
     Unread,
 }
 
-/// What the reconcile of `ws` needs to know. `teardown`: the Workspace is going, so the
-/// namespace is always looked up (there is nothing to create).
+/// What the reconcile of `ws` needs to know before the plan can say whether its namespace must
+/// be read (`plan::skips_lookup`); `children` completes it. `teardown`: the Workspace is going.
 pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Observation, ObserveError> {
     let target = labels::target_namespace(ws);
     let class = match &ws.spec.class_name {
@@ -75,7 +74,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
             let same: Vec<_> = (ctx.workspaces_by_ns.names(&org).into_iter())
                 .filter_map(|name| ctx.workspaces.get(&ObjectRef::new(&name).within(&org)))
                 .collect();
-            plan::older_default(ws, same.iter().filter_map(|w| w.0.as_ref().ok()))
+            older_default(ws, same.iter().filter_map(|w| w.0.as_ref().ok()))
         }
         _ => None,
     };
@@ -88,14 +87,16 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
         (Some(_), Management::Managed) if !teardown => ctx.workspaces_by_ns.namespaces(),
         _ => Vec::new(),
     };
-    let mut obs =
-        Observation { target, class, organization_labels, organizations, older_default, ..Default::default() };
-    let blocked = plan::precheck(ws, &obs, &ctx.settings).is_some();
+    Ok(Observation { target, class, organization_labels, organizations, older_default, ..Default::default() })
+}
+
+/// The namespace and the Workspace's children in it: the namespace from the cache, else read
+/// when `lookup` (a teardown always looks it up: there is nothing to create).
+pub async fn children(ws: &Workspace, ctx: &Context, obs: &mut Observation, lookup: bool) -> Result<(), ObserveError> {
     let target = obs.target.clone();
-    let skip_lookup = !teardown && (blocked || plan::creates_blindly(ws));
     let namespace = match ctx.children.get(Kind::Namespace, &target, &target).and_then(|c| c.to_namespace()) {
         Some(ns) => Seen::Found(Box::new(ns)),
-        None if skip_lookup => Seen::Unread,
+        None if !lookup => Seen::Unread,
         None => match get_namespace(ctx, &target).await? {
             Some(ns) => Seen::Found(Box::new(ns)),
             None => Seen::Missing,
@@ -110,7 +111,7 @@ pub async fn observe(ws: &Workspace, ctx: &Context, teardown: bool) -> Result<Ob
     obs.limit_range = one(Kind::LimitRange, labels::LIMIT_RANGE);
     obs.network_policy = one(Kind::NetworkPolicy, labels::NETWORK_POLICY);
     obs.namespace = namespace;
-    Ok(obs)
+    Ok(())
 }
 
 /// The default WorkspaceClass: of those annotated as the default, the oldest (then by name).
@@ -132,4 +133,43 @@ pub async fn crd_terminating(ctx: &Context) -> Result<bool, ObserveError> {
 pub async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>, ObserveError> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     api.get_opt(name).await.map_err(|source| ObserveError::Namespace { name: name.into(), source })
+}
+
+/// The oldest default Workspace of a namespace wins; of `others` (the same namespace), the
+/// oldest default that is older than `ws`, if `ws` is a default too.
+pub fn older_default<'a>(ws: &Workspace, others: impl IntoIterator<Item = &'a Workspace>) -> Option<String> {
+    if !ws.spec.is_default {
+        return None;
+    }
+    let key = |w: &Workspace| (w.metadata.creation_timestamp.clone().map(|t| t.0), w.name_any());
+    let mine = key(ws);
+    others
+        .into_iter()
+        .filter(|w| w.namespace() == ws.namespace() && w.spec.is_default && w.metadata.deletion_timestamp.is_none())
+        .filter(|w| w.name_any() != ws.name_any() && key(w) < mine)
+        .map(|w| w.name_any())
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::ws;
+
+    #[test]
+    fn the_oldest_default_wins() {
+        let at = |name: &str, t: &str| ws(name).default_workspace().stored(name, t).build();
+        let first = at("first", "2026-01-01T00:00:00Z");
+        let second = at("second", "2026-01-02T00:00:00Z");
+        let twin = at("a-twin", "2026-01-02T00:00:00Z");
+        let plain = ws("plain").stored("p", "2025-01-01T00:00:00Z").build();
+        let elsewhere = ws("other").in_ns("org").default_workspace().stored("o", "2025-01-01T00:00:00Z").build();
+        let all = [&first, &second, &twin, &plain, &elsewhere];
+        assert_eq!(older_default(&first, all), None, "the oldest is the default");
+        assert_eq!(older_default(&second, all), Some("a-twin".into()), "same age: the name decides");
+        assert_eq!(older_default(&twin, all), Some("first".into()));
+        assert_eq!(older_default(&plain, all), None, "not a default, no conflict");
+        let gone = ws("first").default_workspace().stored("first", "2026-01-01T00:00:00Z").deleting().build();
+        assert_eq!(older_default(&twin, [&gone, &twin]), None, "a deleted default no longer counts");
+    }
 }

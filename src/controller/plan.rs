@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 
-use crate::controller::Settings;
+use crate::controller::build::Settings;
 use crate::controller::observe::{Observation, Seen};
 use crate::controller::policy;
 use crate::controller::status::Outcome;
@@ -66,6 +66,12 @@ pub fn creates_blindly(ws: &Workspace) -> bool {
     ws.status.is_none() && ws.spec.management == Management::Managed && ws.spec.desired_state != DesiredState::Deleted
 }
 
+/// Whether the observation may leave the namespace unread (see `observe::children`): a
+/// blocked Workspace writes nothing, and a new one creates its namespace blindly.
+pub fn skips_lookup(ws: &Workspace, obs: &Observation, settings: &Settings) -> bool {
+    precheck(ws, obs, settings).is_some() || creates_blindly(ws)
+}
+
 pub fn plan(ws: &Workspace, obs: &Observation, settings: &Settings) -> Plan {
     if let Some(blocked) = precheck(ws, obs, settings) {
         return Plan::Blocked(blocked);
@@ -74,10 +80,7 @@ pub fn plan(ws: &Workspace, obs: &Observation, settings: &Settings) -> Plan {
     match &obs.namespace {
         Seen::Unread => Plan::Provision(None),
         Seen::Missing => match (ws.spec.management, ws.spec.desired_state) {
-            (Management::Enrolled, _) => {
-                let msg = format!("namespace {target} to enroll does not exist");
-                Plan::Blocked(Outcome::new(State::Failed, StateReason::NamespaceNotFound, msg))
-            }
+            (Management::Enrolled, _) => Plan::Blocked(refused(not_enrollable(ws, target, "it does not exist"))),
             (_, DesiredState::Deleted) => {
                 let msg = format!("namespace {target} does not exist; nothing to keep");
                 Plan::Blocked(Outcome::new(State::Deleted, StateReason::UserRequested, msg))
@@ -85,7 +88,7 @@ pub fn plan(ws: &Workspace, obs: &Observation, settings: &Settings) -> Plan {
             _ => Plan::Provision(None),
         },
         Seen::Found(ns) => match ownership(ws, ns) {
-            Ownership::Foreign(why) => Plan::Blocked(Outcome::new(State::Failed, StateReason::NamespaceConflict, why)),
+            Ownership::Foreign(why) => Plan::Blocked(refused(why)),
             _ => Plan::Provision(Some(ns.clone())),
         },
     }
@@ -97,7 +100,37 @@ pub enum Ownership {
     Ours,
     /// Kept from an earlier Workspace of the same namespace and name, or unowned and enrolled.
     Adoptable,
-    Foreign(String),
+    Foreign(Refusal),
+}
+
+/// Why a namespace is not this Workspace's. The message is what the Workspace says, and so
+/// what anyone who may read Workspaces in its organization learns: nothing of namespaces they
+/// may not read. It never names another organization or Workspace, and an enrollment refused
+/// reads the same whether the namespace is missing, someone else's, or not consenting, so that
+/// Workspaces cannot be used to find out which namespaces exist. The detail goes to the
+/// operator's log only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: StateReason,
+    pub message: String,
+    pub detail: String,
+}
+
+pub fn refused(r: Refusal) -> Outcome {
+    Outcome::new(State::Failed, r.reason, r.message).with_detail(r.detail)
+}
+
+/// An enrollment refused, in the same words whatever the cause (`detail`).
+fn not_enrollable(ws: &Workspace, target: &str, detail: &str) -> Refusal {
+    let organization = ws.namespace().unwrap_or_default();
+    Refusal {
+        reason: StateReason::NamespaceNotFound,
+        message: format!(
+            "namespace {target} cannot be enrolled: it does not exist, or it has not consented to enrollment by {organization} (whoever owns it labels it {}={organization})",
+            policy::ENROLL_FROM
+        ),
+        detail: format!("namespace {target}: {detail}"),
+    }
 }
 
 pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
@@ -122,45 +155,39 @@ pub fn ownership(ws: &Workspace, ns: &Namespace) -> Ownership {
         if recorded_owner == Some(&ws.spec.owner) && same_access && same_kind {
             return Ownership::Adoptable;
         }
+        // The Workspace of this very name in this organization had it: its writers may know.
         let owner = recorded_owner.map_or("someone else", String::as_str);
-        return Ownership::Foreign(format!(
+        let message = format!(
             "namespace {name} was kept from an earlier Workspace {key} owned by {owner}: it is taken back only with the same owner, admins, grants, authType and management; an administrator hands it over with `kubectl annotate namespace {name} {}=<new owner> '{}=*' --overwrite`",
             labels::OWNER_ANNOTATION,
             labels::ACCESS_ANNOTATION
-        ));
+        );
+        let detail = message.clone();
+        return Ownership::Foreign(Refusal { reason: StateReason::NamespaceConflict, message, detail });
     }
     let organization = ws.namespace().unwrap_or_default();
     let consents = ns.labels().get(policy::ENROLL_FROM) == Some(&organization);
-    match recorded_ws {
-        Some(other) => Ownership::Foreign(format!("namespace {name} belongs to Workspace {other}")),
-        None if recorded_uid.is_none() && ws.spec.management == Management::Enrolled && consents => {
-            Ownership::Adoptable
+    let whose = match (recorded_ws, recorded_uid) {
+        (Some(other), _) => format!("it belongs to Workspace {other}"),
+        (None, Some(uid)) => format!("it is recorded for the Workspace of uid {uid}"),
+        (None, None) => "it is no Workspace's".to_string(),
+    };
+    match ws.spec.management {
+        Management::Enrolled if recorded_ws.is_none() && recorded_uid.is_none() && consents => Ownership::Adoptable,
+        Management::Enrolled => {
+            let consent = ns.labels().get(policy::ENROLL_FROM).map_or("none".to_string(), |o| format!("{o:?}"));
+            Ownership::Foreign(not_enrollable(ws, &name, &format!("{whose}; its consent: {consent}")))
         }
-        None if ws.spec.management == Management::Enrolled => Ownership::Foreign(format!(
-            "namespace {name} has not consented to enrollment by {organization}: whoever owns it must label it {}={organization}",
-            policy::ENROLL_FROM
-        )),
-        None => Ownership::Foreign(format!(
-            "namespace {name} already exists and was not created for this Workspace; to adopt it, label it {}={organization} and set management: Enrolled",
-            policy::ENROLL_FROM
-        )),
+        // A Managed Workspace names only namespaces within its own organization's prefix.
+        Management::Managed => Ownership::Foreign(Refusal {
+            reason: StateReason::NamespaceConflict,
+            message: format!(
+                "namespace {name} already exists and was not created for this Workspace; to adopt it, label it {}={organization} and set management: Enrolled",
+                policy::ENROLL_FROM
+            ),
+            detail: format!("namespace {name}: {whose}"),
+        }),
     }
-}
-
-/// The oldest default Workspace of a namespace wins; of `others` (the same namespace), the
-/// oldest default that is older than `ws`, if `ws` is a default too.
-pub fn older_default<'a>(ws: &Workspace, others: impl IntoIterator<Item = &'a Workspace>) -> Option<String> {
-    if !ws.spec.is_default {
-        return None;
-    }
-    let key = |w: &Workspace| (w.metadata.creation_timestamp.clone().map(|t| t.0), w.name_any());
-    let mine = key(ws);
-    others
-        .into_iter()
-        .filter(|w| w.namespace() == ws.namespace() && w.spec.is_default && w.metadata.deletion_timestamp.is_none())
-        .filter(|w| w.name_any() != ws.name_any() && key(w) < mine)
-        .map(|w| w.name_any())
-        .min()
 }
 
 /// Only a namespace the operator created for this very Workspace is ever deleted.
@@ -276,15 +303,32 @@ mod tests {
     }
 
     #[test]
-    fn foreign_namespaces_say_whose_they_are_and_what_to_do() {
+    fn a_refusal_says_what_to_do_and_nothing_of_namespaces_its_reader_cannot_see() {
         let w = created(ws("a"));
-        let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &OTHERS)) else { panic!("foreign") };
-        assert_eq!(why, "namespace x belongs to Workspace default/b");
-        let Ownership::Foreign(why) = ownership(&w, &ns("x", &[], &[])) else { panic!("foreign") };
-        assert!(why.contains("label it workspaces.dev/enroll-from=default and set management: Enrolled"), "{why}");
+        let refusal = |w: &Workspace, n: Namespace| match ownership(w, &n) {
+            Ownership::Foreign(r) => r,
+            other => panic!("foreign, not {other:?}"),
+        };
+        let others = refusal(&w, ns("x", &[], &OTHERS));
+        let unrecorded = refusal(&w, ns("x", &[], &[]));
+        assert_eq!(others.message, unrecorded.message, "another Workspace's reads as any existing namespace");
+        assert!(others.message.contains("label it workspaces.dev/enroll-from=default and set management: Enrolled"));
+        assert!(!others.message.contains("default/b") && others.detail.contains("default/b"), "{others:?}");
+        // Enrollment: missing, another Workspace's, not consenting, consenting to someone else.
         let enrolled = created(ws("a").enrolled("x"));
-        let Ownership::Foreign(why) = ownership(&enrolled, &ns("x", &[], &[])) else { panic!("foreign") };
-        assert!(why.contains("has not consented to enrollment by default"), "{why}");
+        let missing = plan(&enrolled, &observed(Seen::Missing, None), &Settings::default());
+        let Plan::Blocked(missing) = missing else { panic!("blocked") };
+        let refusals = [
+            refusal(&enrolled, ns("x", &[], &OTHERS)),
+            refusal(&enrolled, ns("x", &[], &[])),
+            refusal(&enrolled, ns("x", &[(policy::ENROLL_FROM, "team-b")], &[])),
+        ];
+        for r in &refusals {
+            assert_eq!((r.reason, &r.message), (missing.reason, &missing.message), "{r:?}");
+            assert!(!r.message.contains("team-b") && !r.message.contains("default/b"), "{r:?}");
+        }
+        assert!(missing.message.contains("it does not exist, or it has not consented to enrollment by default"));
+        assert!(refusals[0].detail.contains("default/b") && refusals[2].detail.contains("team-b"), "{refusals:?}");
     }
 
     fn observed(namespace: Seen, older_default: Option<&str>) -> Observation {
@@ -322,7 +366,8 @@ mod tests {
             ("another's", created(ws("a")), observed(found(&OTHERS), None), f),
             ("exists, unrecorded", created(ws("a")), observed(found(&[]), None), f),
             ("enrolled, consenting", created(ws("a").enrolled("x")), observed(consenting(), None), None),
-            ("enrolled, no consent", created(ws("a").enrolled("x")), observed(found(&[]), None), f),
+            ("enrolled, no consent", created(ws("a").enrolled("x")), observed(found(&[]), None),
+                Some((State::Failed, StateReason::NamespaceNotFound))),
             ("no class", created(ws("a")), Observation { class: None, ..observed(found(&OWNED), None) },
                 Some((State::Failed, StateReason::ClassNotFound))),
             ("against the class", created(ws("a").auth(AuthType::Public)), observed(found(&OWNED), None),
@@ -365,23 +410,6 @@ mod tests {
         assert!(!creates_blindly(&ws("a").reported(State::Failed, StateReason::NamespaceConflict).build()));
         assert!(!creates_blindly(&ws("a").enrolled("x").build()));
         assert!(!creates_blindly(&ws("a").desired(DesiredState::Deleted).build()));
-    }
-
-    #[test]
-    fn the_oldest_default_wins() {
-        let at = |name: &str, t: &str| ws(name).default_workspace().stored(name, t).build();
-        let first = at("first", "2026-01-01T00:00:00Z");
-        let second = at("second", "2026-01-02T00:00:00Z");
-        let twin = at("a-twin", "2026-01-02T00:00:00Z");
-        let plain = ws("plain").stored("p", "2025-01-01T00:00:00Z").build();
-        let elsewhere = ws("other").in_ns("org").default_workspace().stored("o", "2025-01-01T00:00:00Z").build();
-        let all = [&first, &second, &twin, &plain, &elsewhere];
-        assert_eq!(older_default(&first, all), None, "the oldest is the default");
-        assert_eq!(older_default(&second, all), Some("a-twin".into()), "same age: the name decides");
-        assert_eq!(older_default(&twin, all), Some("first".into()));
-        assert_eq!(older_default(&plain, all), None, "not a default, no conflict");
-        let gone = ws("first").default_workspace().stored("first", "2026-01-01T00:00:00Z").deleting().build();
-        assert_eq!(older_default(&twin, [&gone, &twin]), None, "a deleted default no longer counts");
     }
 
     #[test]

@@ -14,6 +14,46 @@ use crate::labels;
 /// Namespaces that are the cluster's own: never enrolled, never named by a Workspace.
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "default"];
 
+/// Namespaces a class reserves when it names none: where well-known cluster infrastructure
+/// installs itself. A tenant who held one would be `admin` where that software later lands.
+pub const RESERVED_NAMES: &[&str] = &[
+    "argocd",
+    "calico-system",
+    "cattle-*",
+    "cert-manager",
+    "crossplane-system",
+    "external-dns",
+    "external-secrets",
+    "flux-system",
+    "gatekeeper-system",
+    "ingress-nginx",
+    "istio-system",
+    "karpenter",
+    "keda",
+    "knative-*",
+    "kube-*",
+    "kyverno",
+    "linkerd",
+    "linkerd-*",
+    "longhorn-system",
+    "metallb-system",
+    "monitoring",
+    "openshift",
+    "openshift-*",
+    "rook-ceph",
+    "tigera-operator",
+    "vault",
+    "velero",
+];
+
+/// The entry of `reserved` that `namespace` falls under, if any.
+pub fn reserved<'a>(reserved: &'a [impl AsRef<str>], namespace: &str) -> Option<&'a str> {
+    reserved.iter().map(AsRef::as_ref).find(|r| match r.strip_suffix('*') {
+        Some(prefix) => namespace.starts_with(prefix),
+        None => namespace == *r,
+    })
+}
+
 /// The label by which a namespace's owner consents to its enrollment by an organization.
 pub const ENROLL_FROM: &str = "workspaces.dev/enroll-from";
 
@@ -48,6 +88,15 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
             ));
         }
     }
+    let reserving = match &policy.namespace.reserved_names {
+        Some(names) => reserved(names, target),
+        None => reserved(RESERVED_NAMES, target),
+    };
+    if let Some(entry) = reserving {
+        return Some(format!(
+            "namespace {target} is reserved by WorkspaceClass {name} ({entry}) for cluster infrastructure: choose another name in spec.namespace"
+        ));
+    }
     if let Some(ns) = &spec.namespace {
         if SYSTEM_NAMESPACES.contains(&ns.as_str()) || Some(ns.as_str()) == protected {
             return Some(format!("namespace {ns} is the cluster's own: no Workspace may have it"));
@@ -64,13 +113,14 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
             ));
         }
         // Prefixes nest (team-, team-a-): a name within a more specific organization's prefix,
-        // or that organization's own name, is that organization's.
+        // or that organization's own name, is that organization's. Which organization is not
+        // said: the Workspace's readers may not know of it.
         let nearer = organizations.iter().filter(|o| **o != organization && o.starts_with(&format!("{organization}-")));
-        if let Some(other) = nearer.into_iter().find(|o| ns == *o || ns.starts_with(&format!("{o}-")))
+        if nearer.into_iter().any(|o| ns == o || ns.starts_with(&format!("{o}-")))
             && spec.management == Management::Managed
         {
             return Some(format!(
-                "namespace {ns} is within organization {other}'s prefix ({other}-): name it {organization}-<something> outside it, or leave spec.namespace out"
+                "namespace {ns} is within another organization's prefix: name it {organization}-<something> outside it, or leave spec.namespace out"
             ));
         }
         if spec.management == Management::Managed && !ns.starts_with(&format!("{organization}-")) {
@@ -261,6 +311,41 @@ mod tests {
         assert!(violation(&own, &open, site()).is_some(), "the operator's namespace");
     }
 
+    #[test]
+    fn well_known_infrastructure_namespaces_are_reserved_unless_the_class_says_otherwise() {
+        let default = class(|_| {});
+        let own_list = class(|s| s.namespace.reserved_names = Some(vec!["team-a-prod".into(), "shared-*".into()]));
+        let none = class(|s| s.namespace.reserved_names = Some(vec![]));
+        let at = |org: &str, ns: &str, c: &WorkspaceClass, enrolled: bool| {
+            let w = if enrolled { ws("w").in_ns(org).enrolled(ns) } else { ws("w").in_ns(org).namespace(ns) };
+            violation(&w.build(), c, Site { target: ns, ..site() })
+        };
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, &'a str, &'a str, &'a WorkspaceClass, bool, Option<&'a str>);
+        let table: Vec<Case> = vec![
+            ("an organization named ingress", "ingress", "ingress-nginx", &default, false, Some("(ingress-nginx)")),
+            ("an organization named cert", "cert", "cert-manager", &default, false, Some("(cert-manager)")),
+            ("an organization named istio", "istio", "istio-system", &default, false, Some("(istio-system)")),
+            ("a prefix pattern", "kube", "kube-anything", &default, false, Some("(kube-*)")),
+            ("enrolling one", "team-a", "monitoring", &default, true, Some("(monitoring)")),
+            ("a name near one", "ingress", "ingress-nginx-dev", &default, false, None),
+            ("the class's own list", "team-a", "team-a-prod", &own_list, false, Some("(team-a-prod)")),
+            ("the class's own list replaces the defaults", "ingress", "ingress-nginx", &own_list, false, None),
+            ("the class's own pattern", "shared", "shared-x", &own_list, false, Some("(shared-*)")),
+            ("a class that reserves none", "cert", "cert-manager", &none, false, None),
+        ];
+        for (case, org, ns, c, enrolled, want) in table {
+            let got = at(org, ns, c, enrolled);
+            match want {
+                None => assert_eq!(got, None, "{case}"),
+                Some(text) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(text) && g.contains("reserved")),
+                    "{case}: {got:?}"
+                ),
+            }
+        }
+    }
+
     type Labels = BTreeMap<String, String>;
 
     fn site() -> Site<'static> {
@@ -317,8 +402,8 @@ mod tests {
         };
         #[rustfmt::skip]
         let table = [
-            ("team", "team-a", Some("within organization team-a's prefix")),
-            ("team", "team-a-data", Some("within organization team-a's prefix")),
+            ("team", "team-a", Some("within another organization's prefix")),
+            ("team", "team-a-data", Some("within another organization's prefix")),
             ("team", "team-ab", None),
             ("team", "team-data", None),
             ("team-a", "team-a-data", None),

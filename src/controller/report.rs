@@ -8,11 +8,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::controller::error::ReportError;
+use crate::controller::child::Key;
+use crate::controller::context::Context;
+use crate::controller::error::{ReportError, is_status};
 use crate::controller::status::{self, Outcome};
-use crate::controller::{Context, Key, apply::is_status};
 use crate::crd::{State, Workspace};
 use crate::events::Note;
 use crate::labels;
@@ -96,6 +97,9 @@ pub async fn status(
     ctx.metrics.observe_state(&labels::workspace_key(ws), outcome.state);
     if old.as_ref() == Some(&next) {
         return Ok(());
+    }
+    if let Some(detail) = &outcome.detail {
+        info!(state = outcome.state.as_str(), reason = outcome.reason.as_str(), detail, "{}", outcome.message);
     }
     // Only over the version this status was worked out from: a success then leaves a version
     // that is the operator's own (its watch event is an echo), and a write someone made since

@@ -10,12 +10,19 @@ use crate::crd::{DesiredState, State, StateReason, WorkspaceStatus};
 pub struct Outcome {
     pub state: State,
     pub reason: StateReason,
+    /// What the Workspace says: whoever may read it may read this.
     pub message: String,
+    /// What only the operator's log says, for administrators (whose namespace it is, say).
+    pub detail: Option<String>,
 }
 
 impl Outcome {
     pub fn new(state: State, reason: StateReason, message: impl Into<String>) -> Self {
-        Outcome { state, reason, message: message.into() }
+        Outcome { state, reason, message: message.into(), detail: None }
+    }
+
+    pub fn with_detail(self, detail: impl Into<String>) -> Self {
+        Outcome { detail: Some(detail.into()), ..self }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Workspaces the operator cannot read: objects stored under a looser schema (a value a newer
 //! CRD allowed before a rollback, a hand-relaxed CRD) that do not decode into the typed model.
 //! Each is reported on itself as one Failed Workspace, written without the typed model, while
-//! every other Workspace keeps converging.
+//! every other Workspace keeps converging. It fails safe: the access its owner did not need
+//! (public and grant bindings) is withdrawn, as for a breach of policy, since nothing can say
+//! the policy still allows it; the owner keeps access and every object stays.
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch};
 use kube::core::error_boundary::InvalidObject;
@@ -10,9 +12,15 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use k8s_openapi::api::rbac::v1::RoleBinding;
+
+use crate::controller::apply;
+use crate::controller::cache::Cached;
+use crate::controller::child::Kind;
+use crate::controller::context::Context;
 use crate::controller::error::{ObserveError, ReportError, Result};
 use crate::controller::status::{self, Outcome};
-use crate::controller::{Context, observe, report};
+use crate::controller::{observe, report};
 use crate::crd::{DesiredState, State, StateReason, Workspace, WorkspaceStatus};
 use crate::labels;
 
@@ -55,13 +63,16 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
         ctx.metrics.forget(&key);
         return Ok(Action::await_change());
     }
+    // The status is ours and decodes even when the spec does not; anything else counts as none.
+    let old: Option<WorkspaceStatus> = obj.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok());
+    if let Some(target) = old.as_ref().and_then(|s| s.namespace.as_deref()) {
+        withdraw_access(ctx, target, &key).await?;
+    }
     let outcome = outcome(&invalid.error, deleting);
     if obj.labels().get(labels::STATUS).map(String::as_str) != Some(outcome.state.as_str()) {
         let patch = json!({"metadata": {"labels": {labels::STATUS: outcome.state.as_str()}}});
         api.patch(name, &labels::patch_params(), &Patch::Merge(patch)).await.map_err(ReportError::Metadata)?;
     }
-    // The status is ours and decodes even when the spec does not; anything else counts as none.
-    let old: Option<WorkspaceStatus> = obj.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok());
     let now = jiff::Timestamp::now();
     let observed = status::Observed {
         generation: obj.metadata.generation.unwrap_or(0),
@@ -84,6 +95,15 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
         report::state_changed(ctx, &outcome, None, &object).await;
     }
     Ok(Action::await_change())
+}
+
+/// Every RoleBinding of the Workspace `key` in `target` but its owners' (the cache names them by
+/// their marks alone), deleted.
+async fn withdraw_access(ctx: &Context, target: &str, key: &str) -> Result<()> {
+    let belongs = |c: &Cached| c.workspace.as_deref() == Some(key);
+    let bindings = ctx.children.in_namespace(Kind::RoleBinding, target, belongs);
+    apply::prune::<RoleBinding>(ctx, target, &[labels::ADMINS_BINDING], &bindings).await?;
+    Ok(())
 }
 
 #[cfg(test)]

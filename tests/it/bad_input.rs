@@ -233,14 +233,14 @@ fn invalid_workspaces_are_refused_or_failed() {
         // What only the controller can know.
         ("foreign namespace", "  owner: o\n  namespace: bad-foreign\n".into(), Failed("NamespaceConflict")),
         ("outside the prefix", "  owner: o\n  namespace: foreign\n".into(), Failed("PolicyViolation")),
-        ("enroll without consent", "  owner: o\n  management: Enrolled\n  namespace: foreign\n".into(), Failed("NamespaceConflict")),
+        ("enroll without consent", "  owner: o\n  management: Enrolled\n  namespace: foreign\n".into(), Failed("NamespaceNotFound")),
         ("enroll a system namespace", "  owner: o\n  management: Enrolled\n  namespace: kube-system\n".into(), Failed("PolicyViolation")),
         ("Public without a public group", "  owner: o\n  authType: Public\n".into(), Failed("PolicyViolation")),
         ("no such class", "  owner: o\n  className: gold\n".into(), Failed("ClassNotFound")),
         (
             "another workspace's namespace",
             format!("  owner: o\n  management: Enrolled\n  namespace: {holder_ns}\n"),
-            Failed("NamespaceConflict"),
+            Failed("NamespaceNotFound"),
         ),
         (
             "enroll missing namespace",

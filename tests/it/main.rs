@@ -11,6 +11,7 @@ mod generated;
 mod gitops;
 mod lifecycle;
 mod list_views;
+mod module_cycles;
 mod ownership;
 mod production;
 mod samples;

@@ -1,6 +1,10 @@
 //! Whose namespace is whose: a Workspace never takes a namespace that is not its own, adopts
 //! only when enrolled, and never deletes what it adopted.
 
+use std::time::Duration;
+
+use workspace_operator::crd::{GrantRole, SubjectKind};
+
 use crate::common::{wait_status, with_operator, writes_of_a_reconcile, ws};
 
 #[test]
@@ -62,7 +66,19 @@ fn an_enrolled_namespace_is_adopted_then_released_and_never_deleted() {
         c.jsonpath(&["get", "ns", "legacy"], "{.metadata.labels}"),
         c.jsonpath(&["get", "ns", "legacy"], "{.metadata.annotations}"),
     );
-    assert_eq!(released, found, "given back exactly as it was found");
+    // Given back as it was found, but for Pod Security: no looser than while it was enrolled,
+    // so nothing admitted meanwhile runs with more privilege after.
+    let without_pod_security = |labels: &str| {
+        let mut l: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).expect("labels");
+        l.retain(|k, _| !k.starts_with("pod-security.kubernetes.io/"));
+        l
+    };
+    assert_eq!(without_pod_security(&released.0), without_pod_security(&found.0), "labels as found");
+    assert_eq!(released.1, found.1, "annotations as found");
+    assert_eq!(
+        (level("enforce"), level("warn"), level("audit")),
+        ("restricted".into(), "restricted".into(), "restricted".into())
+    );
 }
 
 #[test]
@@ -118,4 +134,55 @@ fn deleting_the_crd_is_not_a_teardown_and_keeps_every_namespace() {
     assert!(!c.kubectl(&["get", "crd", "workspaces.workspaces.dev"]).status.success(), "the deletion completes");
     assert_eq!(c.jsonpath(&["get", "ns", &target], "{.status.phase}"), "Active", "not deleted, whatever the policy");
     assert_eq!(crate::common::bindings(&c, &target), access, "nothing revoked either");
+}
+
+/// Two Enrolled Workspaces applied together on one namespace, a hundred times over: in each
+/// pair one has it, the other is refused, and no binding the loser wrote is left behind (each
+/// adoption is written over the version of the namespace it was judged on).
+#[test]
+fn two_workspaces_racing_to_enroll_one_namespace_leave_no_orphaned_binding() {
+    const N: usize = 100;
+    let (c, _op) = with_operator();
+    let namespaces: String = (0..N)
+        .map(|i| format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: race-{i}, labels: {{workspaces.dev/enroll-from: default}}}}\n"))
+        .collect();
+    c.apply(&namespaces);
+    let pair = |i: usize| {
+        let racer = |who: &str| {
+            let grant = (SubjectKind::User, format!("grantee-{who}"), GrantRole::View);
+            ws(&format!("{who}-{i}")).enrolled(&format!("race-{i}")).grant(grant.0, &grant.1, grant.2).yaml()
+        };
+        format!("---\n{}---\n{}", racer("a"), racer("b"))
+    };
+    c.apply(&(0..N).map(pair).collect::<String>());
+    let states = || -> std::collections::BTreeMap<String, String> {
+        let out = c.ok(&["get", "ws", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.status} {end}"]);
+        out.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+    };
+    let settled = c.eventually("every racer settled", Duration::from_secs(120), || {
+        let s = states();
+        (s.len() == 2 * N && s.values().all(|v| v == "Available" || v == "Failed")).then_some(s)
+    });
+    let annotations = c.ok(&[
+        "get",
+        "rolebindings",
+        "-A",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.workspaces\.dev/workspace} {end}"#,
+    ]);
+    for i in 0..N {
+        let (a, b) = (&settled[&format!("a-{i}")], &settled[&format!("b-{i}")]);
+        let winner = match (a.as_str(), b.as_str()) {
+            ("Available", "Failed") => format!("default/a-{i}"),
+            ("Failed", "Available") => format!("default/b-{i}"),
+            other => panic!("race-{i}: one must win, one must lose: {other:?}"),
+        };
+        let ns = format!("race-{i}");
+        let owners: Vec<&str> =
+            annotations.split_whitespace().filter_map(|kv| kv.strip_prefix(&format!("{ns}="))).collect();
+        assert!(
+            !owners.is_empty() && owners.iter().all(|o| *o == winner),
+            "{ns}: bindings of {owners:?}, won by {winner}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::Cluster;
 use devcluster::{FaultKind, WRITE_VERBS};
+use workspace_operator::crd::{GrantRole, SubjectKind};
 
 struct Process {
     child: Child,
@@ -351,7 +352,12 @@ fn a_leader_paused_mid_reconcile_writes_nothing_when_it_resumes() {
 /// The Workspace CRD with `spec.authType` relaxed to any string, as a hand-edited CRD (or a newer
 /// one, then an operator rollback) leaves it.
 fn relax_auth_type(c: &Cluster) {
-    let path = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/authType/enum";
+    relax_enum(c, "authType");
+}
+
+/// The Workspace CRD with the enum of `spec.<field>` removed.
+fn relax_enum(c: &Cluster, field: &str) {
+    let path = format!("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/{field}/enum");
     c.ok(&[
         "patch",
         "crd",
@@ -360,6 +366,31 @@ fn relax_auth_type(c: &Cluster) {
         "-p",
         &format!(r#"[{{"op":"remove","path":"{path}"}}]"#),
     ]);
+}
+
+/// A provisioned Workspace that stops decoding fails safe: the access its policy may no longer
+/// allow (grants, public view) goes, as for a breach of policy; its owner keeps access, and its
+/// namespace and data stay.
+#[test]
+fn a_workspace_that_stops_decoding_loses_its_grants_and_keeps_its_owner() {
+    let (c, _op) = crate::common::with_operator();
+    c.apply(&crate::common::ws("odd").grant(SubjectKind::User, "victor", GrantRole::View).yaml());
+    crate::common::wait_status(&c, "default", "odd", "Available");
+    let ns = crate::common::target_ns(&c, "default", "odd");
+    assert_eq!(crate::common::bindings(&c, &ns).len(), 2, "the owner's and the grant's");
+    relax_enum(&c, "desiredState");
+    c.ok(&["patch", "ws", "odd", "--type=merge", "-p", r#"{"spec":{"desiredState":"Sleeping"}}"#]);
+    crate::common::wait_status(&c, "default", "odd", "Failed");
+    c.eventually("the grant withdrawn", Duration::from_secs(20), || {
+        (crate::common::bindings(&c, &ns) == ["rolebinding.rbac.authorization.k8s.io/workspace-admins"]).then_some(())
+    });
+    assert!(c.kubectl(&["get", "ns", &ns]).status.success(), "the namespace stays");
+    // Corrected, it gets its access back.
+    c.ok(&["patch", "ws", "odd", "--type=merge", "-p", r#"{"spec":{"desiredState":"Available"}}"#]);
+    crate::common::wait_status(&c, "default", "odd", "Available");
+    c.eventually("the grant back", Duration::from_secs(20), || {
+        (crate::common::bindings(&c, &ns).len() == 2).then_some(())
+    });
 }
 
 #[test]

@@ -19,7 +19,7 @@ const ORG: &str = "team-a";
 /// The platform admin's side: organizations, namespaces that consent (or not), classes, and
 /// another team's workspace.
 fn platform(c: &Cluster) {
-    for ns in ["team-a", "team-b", "monitoring", "team-a-shared", "team-a-x"] {
+    for ns in ["team-a", "team-b", "monitoring", "team-a-shared", "team-a-x", "ingress"] {
         c.ok(&["create", "namespace", ns]);
     }
     c.ok(&["label", "namespace", "team-b", "tier=apps"]);
@@ -43,10 +43,17 @@ fn platform(c: &Cluster) {
     c.apply(&crate::common::ws("tools").in_ns("team-a-x").owner("xavier").yaml());
     wait_status(c, "team-a-x", "tools", "Available");
     // tina: Workspaces in team-a, nothing more.
-    c.apply(
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: workspaces, namespace: team-a}\nrules:\n- apiGroups: [workspaces.dev]\n  resources: [workspaces]\n  verbs: [get, list, watch, create, update, patch, delete]\n",
-    );
+    c.apply(&workspaces_role(ORG));
     c.ok(&["create", "rolebinding", "tina", "--role=workspaces", "--user=tina", "-n", ORG]);
+    // She also runs an organization named as infrastructure prefixes begin.
+    c.apply(&workspaces_role("ingress"));
+    c.ok(&["create", "rolebinding", "tina", "--role=workspaces", "--user=tina", "-n", "ingress"]);
+}
+
+fn workspaces_role(namespace: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: workspaces, namespace: {namespace}}}\nrules:\n- apiGroups: [workspaces.dev]\n  resources: [workspaces]\n  verbs: [get, list, watch, create, update, patch, delete]\n"
+    )
 }
 
 struct User {
@@ -156,10 +163,12 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
         ("enrolling kube-system", "  management: Enrolled\n  namespace: kube-system\n".into(), "PolicyViolation"),
         ("enrolling the operator's namespace", "  management: Enrolled\n  namespace: workspace-system\n".into(), "PolicyViolation"),
         ("enrolling default", "  management: Enrolled\n  namespace: default\n".into(), "PolicyViolation"),
-        ("enrolling a namespace that consents to another team", "  management: Enrolled\n  namespace: legacy-b\n".into(), "NamespaceConflict"),
-        ("enrolling a namespace that never consented", "  management: Enrolled\n  namespace: monitoring\n".into(), "NamespaceConflict"),
-        ("enrolling another organization", "  management: Enrolled\n  namespace: team-b\n".into(), "NamespaceConflict"),
-        ("enrolling another team's workspace", format!("  management: Enrolled\n  namespace: {theirs}\n"), "NamespaceConflict"),
+        ("enrolling a namespace that consents to another team", "  management: Enrolled\n  namespace: legacy-b\n".into(), "NamespaceNotFound"),
+        ("enrolling a namespace that never consented", "  management: Enrolled\n  namespace: team-a-shared\n".into(), "NamespaceNotFound"),
+        ("enrolling another organization", "  management: Enrolled\n  namespace: team-b\n".into(), "NamespaceNotFound"),
+        ("enrolling another team's workspace", format!("  management: Enrolled\n  namespace: {theirs}\n"), "NamespaceNotFound"),
+        ("enrolling a namespace that does not exist", "  management: Enrolled\n  namespace: nowhere\n".into(), "NamespaceNotFound"),
+        ("enrolling an infrastructure namespace", "  management: Enrolled\n  namespace: monitoring\n".into(), "PolicyViolation"),
         ("a namespace outside the prefix", "  namespace: cert-manager\n".into(), "PolicyViolation"),
         ("another team's future namespace", format!("  namespace: {their_future}\n"), "PolicyViolation"),
         ("a derived name of a look-alike organization", format!("  namespace: {lookalike}\n"), "PolicyViolation"),
@@ -178,13 +187,26 @@ fn a_tenant_reaches_nothing_beyond_its_own_workspaces_through_the_operator() {
         let out = tina.apply(&c, &manifest(&format!("try-{i:02}"), spec));
         assert!(out.status.success(), "{what}: refused at admission: {}", stderr(&out));
     }
-    for (i, (what, _, reason)) in failed.iter().enumerate() {
+    let mut enrollments = BTreeSet::new();
+    for (i, (what, spec, reason)) in failed.iter().enumerate() {
         let name = format!("try-{i:02}");
         wait_status(&c, ORG, &name, "Failed");
         let get = |path: &str| c.jsonpath(&["get", "ws", &name, "-n", ORG], path);
-        assert_eq!(get("{.status.stateReason}"), *reason, "{what}: {}", get("{.status.message}"));
-        assert!(!get("{.status.message}").is_empty(), "{what}: a message says why");
+        let message = get("{.status.message}");
+        assert_eq!(get("{.status.stateReason}"), *reason, "{what}: {message}");
+        assert!(!message.is_empty(), "{what}: a message says why");
+        // Nothing she may not read: no other organization, no other Workspace (beyond the
+        // namespace she named herself).
+        let target = spec.lines().find_map(|l| l.trim().strip_prefix("namespace: ")).unwrap_or("<none>");
+        let rest = message.replace(target, "<namespace>");
+        assert!(["team-b", "data", "tools", "team-a-x"].iter().all(|w| !rest.contains(w)), "{what}: {message}");
+        if *reason == "NamespaceNotFound" {
+            enrollments.insert(rest);
+        }
     }
+    // A missing namespace, another team's, another workspace's, and one that did not consent
+    // read the same: Workspaces are no way to learn which namespaces exist, or whose they are.
+    assert_eq!(enrollments.len(), 1, "refused enrollments tell their causes apart: {enrollments:#?}");
     let events = c.ok(&[
         "get",
         "events.events.k8s.io",
@@ -375,4 +397,114 @@ fn owners_run_workloads_viewers_only_read_and_deactivation_takes_access_away() {
     assert!(!tina.can(&c, "create", "pods", &ns), "the owner's access is gone");
     assert!(!victor.can(&c, "get", "pods", &ns), "the viewer's access is gone");
     assert!(c.kubectl(&["get", "pod", "job", "-n", &ns]).status.success(), "the workload's data is kept");
+}
+
+/// The edges of the boundary: a well-known infrastructure name inside her own prefix, numbers
+/// admission would once accept but the operator could not read, a namespace owner's tightening,
+/// a release that would loosen what she planted under, and quota keys beyond her own five.
+#[test]
+fn at_the_edges_a_tenant_gains_nothing_either() {
+    let (c, op) = crate::common::with_operator();
+    platform(&c);
+    let tina = User::new(&c, "tina");
+    let enforce =
+        |ns: &str| c.jsonpath(&["get", "namespace", ns], "{.metadata.labels.pod-security\\.kubernetes\\.io/enforce}");
+
+    // An organization named `ingress` may name `ingress-*` namespaces, but not the one an
+    // ingress controller installed later would take for its own.
+    let squat = manifest("edge", "  namespace: ingress-nginx\n").replace("namespace: team-a}", "namespace: ingress}");
+    assert!(tina.apply(&c, &squat).status.success());
+    wait_status(&c, "ingress", "edge", "Failed");
+    let said = c.jsonpath(&["get", "ws", "edge", "-n", "ingress"], "{.status.stateReason}: {.status.message}");
+    assert!(said.starts_with("PolicyViolation: ") && said.contains("reserved"), "{said}");
+    assert!(!c.kubectl(&["get", "namespace", "ingress-nginx"]).status.success(), "nothing created");
+
+    // Numbers beyond 32 bits, which admission accepts, are read as the amounts they are: the
+    // Workspace is carried out (or refused by its class), never left unreadable with its access.
+    assert!(
+        tina.apply(&c, &manifest("huge", "  resourceLimits: {pods: 3000000000, gpu: 9999999999}\n")).status.success()
+    );
+    wait_status(&c, ORG, "huge", "Available");
+    let huge = target_ns(&c, ORG, "huge");
+    let pods = c.jsonpath(&["get", "quota", "workspace-quota", "-n", &huge], "{.spec.hard.pods}");
+    // kube-apiserver writes it as 3G; the amount is what counts.
+    assert_eq!(workspace_operator::controller::policy::amount(&pods), Some(3e9), "the quota holds the amount: {pods}");
+    assert!(tina.apply(&c, &manifest("greedy", "  resourceLimits: {cpu: 3000000000}\n")).status.success());
+    wait_status(&c, ORG, "greedy", "Failed");
+    let said = c.jsonpath(&["get", "ws", "greedy", "-n", ORG], "{.status.stateReason}");
+    assert_eq!(said, "PolicyViolation", "beyond the class's 8 cpus, as any other amount");
+    assert!(tina.kubectl(&c, &["delete", "ws", "huge", "greedy", "-n", ORG]).status.success());
+    c.eventually("both deleted", std::time::Duration::from_secs(30), || {
+        let left = c.ok(&["get", "ws", "-n", ORG, "-o", "name"]);
+        (!left.contains("huge") && !left.contains("greedy")).then_some(())
+    });
+
+    // Enrolled, a namespace that had no Pod Security level gets the class's.
+    let legacy = manifest("legacy", "  management: Enrolled\n  namespace: legacy-a\n");
+    assert!(tina.apply(&c, &legacy).status.success());
+    wait_status(&c, ORG, "legacy", "Available");
+    assert_eq!(enforce("legacy-a"), "baseline");
+    let privileged = "apiVersion: v1\nkind: Pod\nmetadata: {name: root, namespace: legacy-a}\nspec:\n  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]\n";
+    let cronjob = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: later, namespace: legacy-a}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox, securityContext: {privileged: true}}]\n";
+    // Pod Security is enforced (and CronJobs served) by kube-apiserver, not the local server.
+    if crate::common::real() {
+        let out = tina.apply(&c, privileged);
+        assert!(!out.status.success() && stderr(&out).contains("violates PodSecurity"), "{}", stderr(&out));
+        // She plants a workload whose pods would be privileged, for after the release.
+        let out = tina.apply(&c, cronjob);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The namespace's owner tightens it; a reconcile of her Workspace leaves it so.
+    c.ok(&["label", "namespace", "legacy-a", "pod-security.kubernetes.io/enforce=restricted", "--overwrite"]);
+    let since = op.metrics.reconcile_count();
+    assert!(tina.kubectl(&c, &["annotate", "ws", "legacy", "-n", ORG, "poke=1"]).status.success());
+    op.wait_reconciles(since, 1);
+    assert_eq!(enforce("legacy-a"), "restricted", "a reconcile undid the owner's tightening");
+    // Released, it stays as strict as it was: her CronJob's pods are refused as they were.
+    assert!(tina.kubectl(&c, &["delete", "ws", "legacy", "-n", ORG]).status.success());
+    c.eventually("the Workspace gone", std::time::Duration::from_secs(30), || {
+        (!c.kubectl(&["get", "ws", "legacy", "-n", ORG]).status.success()).then_some(())
+    });
+    let management = c.jsonpath(&["get", "namespace", "legacy-a"], "{.metadata.labels.workspaces\\.dev/management}");
+    assert_eq!((management.as_str(), enforce("legacy-a").as_str()), ("", "restricted"), "released, not loosened");
+    if crate::common::real() {
+        let out = c.with_stdin(&["apply", "-f", "-"], privileged);
+        assert!(!out.status.success() && stderr(&out).contains("violates PodSecurity"), "{}", stderr(&out));
+    }
+
+    // Quota keys beyond a Workspace's own five, set by the platform, bound every workspace.
+    let bad = r#"{"spec": {"resources": {"quota": {"bogus key": "1", "pods": "5", "secrets": "many"}}}}"#;
+    let refused = c.kubectl(&["patch", "workspaceclass", DEFAULT_CLASS, "--type=merge", "-p", bad]);
+    let err = stderr(&refused);
+    assert!(!refused.status.success() && err.contains("spec.resources.quota"), "{err}");
+    let quota = r#"{"spec": {"resources": {"quota": {"services.loadbalancers": "0", "services.nodeports": "0", "requests.ephemeral-storage": "10Gi"}}}}"#;
+    c.ok(&["patch", "workspaceclass", DEFAULT_CLASS, "--type=merge", "-p", quota]);
+    assert!(tina.apply(&c, &manifest("bounded", "")).status.success());
+    wait_status(&c, ORG, "bounded", "Available");
+    let ns = target_ns(&c, ORG, "bounded");
+    let hard =
+        |key: &str| c.jsonpath(&["get", "quota", "workspace-quota", "-n", &ns], &format!("{{.spec.hard.{key}}}"));
+    assert_eq!(hard("services\\.loadbalancers"), "0");
+    assert_eq!(hard("requests\\.ephemeral-storage"), "10Gi");
+    tina.forbidden(
+        &c,
+        "raising the quota",
+        &[
+            "patch",
+            "quota",
+            "workspace-quota",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"hard":{"services.loadbalancers":"5"}}}"#,
+        ],
+    );
+    if crate::common::real() {
+        let lb = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: lb, namespace: {ns}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        );
+        let out = tina.apply(&c, &lb);
+        assert!(!out.status.success() && stderr(&out).contains("exceeded quota"), "{}", stderr(&out));
+    }
 }
