@@ -23,20 +23,25 @@ pub const OPERATOR_NAMESPACE: &str = "workspace-system";
 pub const OPERATOR_ACCOUNT: &str = "workspace-operator";
 const MANIFESTS: &str = include_str!("../crds/operator/operator.yaml");
 
-/// Apply the chart's namespace, ServiceAccount, ClusterRole, Role and bindings, as `helm
-/// install` would (and nothing else of the chart: no Deployment runs here).
+/// Apply the chart's namespace, ServiceAccount, ClusterRole, Role and bindings, and its fence
+/// (a ValidatingAdmissionPolicy), as `helm install` would (and nothing else of the chart: no
+/// Deployment runs here).
 pub async fn install_rbac(admin: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use kube::core::ApiResource;
     let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}});
     Api::<Namespace>::all(admin.clone()).patch(OPERATOR_NAMESPACE, &dev_apply(), &Patch::Apply(&ns)).await?;
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
     let kinds = [
         (ApiResource::erase::<ServiceAccount>(&()), true),
         (ApiResource::erase::<Role>(&()), true),
         (ApiResource::erase::<RoleBinding>(&()), true),
         (ApiResource::erase::<ClusterRole>(&()), false),
         (ApiResource::erase::<ClusterRoleBinding>(&()), false),
+        // The fence around the operator's rights (enforced by kube-apiserver, stored locally).
+        (ApiResource::erase::<ValidatingAdmissionPolicy>(&()), false),
+        (ApiResource::erase::<ValidatingAdmissionPolicyBinding>(&()), false),
     ];
     apply_chart_objects(admin, &kinds).await
 }

@@ -167,6 +167,30 @@ fn builtins() -> Vec<Builtin> {
             generation: true,
             ..b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"])
         },
+        // Admission policies are stored (charts ship them), not enforced.
+        Builtin {
+            status: true,
+            generation: true,
+            ..b(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicy",
+                "validatingadmissionpolicies",
+                false,
+                &[],
+            )
+        },
+        Builtin {
+            generation: true,
+            ..b(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicyBinding",
+                "validatingadmissionpolicybindings",
+                false,
+                &[],
+            )
+        },
         Builtin {
             status: true,
             generation: true,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::common::ws;
 use serde_json::{Value, json};
+use workspace_operator::crd::{GrantRole, SubjectKind};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/workspace-operator");
 
@@ -338,4 +339,50 @@ fn helm_as_a_user_who_may_not_install_the_chart_is_refused_in_kube_apiservers_wo
         !c.kubectl(&["get", "clusterrole", "wo-workspace-operator"]).status.success(),
         "nothing cluster-wide was created"
     );
+}
+
+/// The fence the chart puts around the operator's own rights holds on kube-apiserver, where it
+/// is enforced: as the operator's ServiceAccount, what its RBAC alone would allow outside the
+/// workspaces is refused by the policy, and what it does for a Workspace still goes through.
+#[test]
+fn the_fence_keeps_the_operators_own_rights_inside_the_workspaces() {
+    if !crate::common::needs_real("ValidatingAdmissionPolicy enforcement") {
+        return;
+    }
+    let (c, _op) = crate::common::with_operator();
+    c.apply(&ws("fenced").grant(SubjectKind::User, "victor", GrantRole::Edit).yaml());
+    crate::common::wait_status(&c, "default", "fenced", "Available");
+    let ns = crate::common::target_ns(&c, "default", "fenced");
+    let operator = crate::common::operator_kubeconfig(&c);
+    let as_operator = |args: &[&str]| c.kubectl_with(&operator, args);
+    let refused = |what: &str, args: &[&str], says: &str| {
+        let out = as_operator(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("workspace-operator-fence") && err.contains(says),
+            "{what}: {err}"
+        );
+    };
+    c.ok(&["create", "namespace", "elsewhere"]);
+    for (what, target, says) in [
+        ("admin in kube-system", "kube-system", "writes nothing in namespace kube-system"),
+        ("admin in default", "default", "writes nothing in namespace default"),
+        ("admin in its own namespace", "workspace-system", "writes nothing in namespace workspace-system"),
+        ("admin in a namespace that is no workspace", "elsewhere", "only in namespaces that are workspaces"),
+    ] {
+        refused(what, &["create", "rolebinding", "pwn", "--clusterrole=admin", "--user=mallory", "-n", target], says);
+    }
+    refused(
+        "deleting a namespace it did not create",
+        &["delete", "namespace", "elsewhere", "--wait=false"],
+        "deletes only namespaces it created",
+    );
+    refused(
+        "a quota outside the workspaces",
+        &["create", "quota", "q", "--hard=pods=0", "-n", "elsewhere"],
+        "only in namespaces that are workspaces",
+    );
+    // Inside a workspace, what it does for a Workspace goes through.
+    let ok = as_operator(&["create", "rolebinding", "extra", "--clusterrole=view", "--user=viewer", "-n", &ns]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }

@@ -79,6 +79,15 @@ pub fn cluster() -> Cluster {
     Cluster::with_server(server, &kubeconfig)
 }
 
+/// False, having said so, on the local API server: the rest of the test needs what only
+/// kube-apiserver does (`reason`).
+pub fn needs_real(reason: &str) -> bool {
+    if !real() {
+        eprintln!("needs the real control plane ({reason}): run with TEST_CLUSTER=real (make test-real)");
+    }
+    real()
+}
+
 impl std::ops::Deref for Server {
     type Target = dyn ApiServer;
     fn deref(&self) -> &(dyn ApiServer + 'static) {
