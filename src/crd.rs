@@ -286,9 +286,10 @@ const SYSTEM_NAME: &str = "must not be a system: name: those are the cluster's o
 const SERVICE_ACCOUNT_RULE: &str = "self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
 /// A quantity, as ResourceQuota's `hard` takes it: an integer, or a string such as `500m`, `2`
-/// or `128Gi`. (`sign` is a plain function in kube-apiserver's CEL, not a method on a quantity:
-/// `quantity(…).sign()` does not compile there. `isLessThan` is a method in every release.)
-const QUANTITY_RULE: &str = "isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))";
+/// or `128Gi`, not negative. (Not `quantity(…).sign()`, which kube-apiserver's CEL does not
+/// compile, `sign` being a function there; nor a comparison, whose cost grows with the amount:
+/// a negative quantity is one written with a minus sign.)
+const QUANTITY_RULE: &str = "isQuantity(string(self)) && !string(self).startsWith('-')";
 const QUANTITY_MESSAGE: &str = "must be a quantity such as 500m, 2, 128Gi";
 /// A count: an integer, or a string of digits.
 const COUNT_RULE: &str = "string(self).matches('^[0-9]+$')";
@@ -743,7 +744,7 @@ const QUOTA_KEY_MESSAGE: &str =
 const QUOTA_OWNED_RULE: &str =
     "!self.exists(k, k in ['limits.cpu', 'limits.memory', 'pods', 'requests.storage', 'requests.nvidia.com/gpu'])";
 const QUOTA_OWNED_MESSAGE: &str = "limits.cpu, limits.memory, pods, requests.storage and requests.nvidia.com/gpu come from resourceLimits: bound them with defaultLimits and maxLimits";
-const QUOTA_AMOUNT_RULE: &str = "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))";
+const QUOTA_AMOUNT_RULE: &str = "isQuantity(self) && !self.startsWith('-')";
 const QUOTA_AMOUNT_MESSAGE: &str = "each amount must be a quantity such as \"0\", \"20\" or \"50Gi\"";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
