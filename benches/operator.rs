@@ -262,6 +262,58 @@ async fn flood_bindings(client: &kube::Client, ns: &str, n: usize) {
         .expect("flood");
 }
 
+/// What a tenant can make the operator hold: `n` Workspaces in `ns_ws` with a 200 KB
+/// annotation each (anyone who may write Workspaces), and `n` RoleBindings in the workspace
+/// namespace `ns_rb` that carry the operator's labels and a 200 KB `workspaces.dev/workspace`
+/// annotation (anyone who is `admin` there).
+async fn hostile_objects(client: &kube::Client, ns_ws: &str, ns_rb: &str, n: usize) {
+    let padding = "x".repeat(std::env::var("BENCH_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(200 * 1024));
+    let workspaces: Api<Workspace> = Api::namespaced(client.clone(), ns_ws);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns_rb);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (workspaces, bindings, padding) = (workspaces.clone(), bindings.clone(), padding.clone());
+            async move {
+                let mut ws = workspace(&format!("bench-hostile-{i:04}"), ns_ws, i);
+                ws.metadata.annotations = Some([("bench/padding".to_string(), padding.clone())].into());
+                workspaces.create(&PostParams::default(), &ws).await?;
+                let rb: RoleBinding = serde_json::from_value(json!({
+                    "metadata": {"name": format!("forged-{i:04}"),
+                        "labels": {"app.kubernetes.io/managed-by": "workspace-operator",
+                            "workspaces.dev/workspace-namespace": "bench-1k", "workspaces.dev/workspace-name": "nobody"},
+                        "annotations": {"workspaces.dev/workspace": format!("bench-1k/{padding}")}},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"kind": "Group", "name": format!("team-{i}"), "apiGroup": "rbac.authorization.k8s.io"}]}))
+                .expect("binding");
+                bindings.create(&PostParams::default(), &rb).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("hostile objects");
+}
+
+/// The operator's settled RSS growth over the hostile objects (MiB), and how long 100 new
+/// Workspaces then take to be Available (s).
+fn hostile(rt: &tokio::runtime::Runtime, client: &kube::Client, state: &Handle, operator: &Operator) -> (f64, f64) {
+    let target = state
+        .objects(WORKSPACES)
+        .iter()
+        .find(|w| w["metadata"]["name"] == "bench-1k-000001")
+        .and_then(|w| w["status"]["namespace"].as_str().map(String::from))
+        .expect("a workspace namespace");
+    let before = operator.settled_rss_mib(SETTLE);
+    rt.block_on(make_namespace(client, "bench-hostile"));
+    rt.block_on(hostile_objects(client, "bench-hostile", &target, 1_000));
+    wait_all(state, "bench-hostile-", 1_000, "Available", Duration::from_secs(600));
+    let start = Instant::now();
+    rt.block_on(create_workspaces(client, "bench-hostile", "bench-after-hostile-", 100));
+    wait_all(state, "bench-after-hostile-", 100, "Available", Duration::from_secs(300));
+    let after_s = start.elapsed().as_secs_f64();
+    (operator.settled_rss_mib(SETTLE) - before, after_s)
+}
+
 async fn make_namespace(client: &kube::Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -439,9 +491,11 @@ fn main() {
     // `BENCH_ONLY=operator`: the operator from 1,000 to the backlog, without the server's
     // figures (for profiling the operator: a few minutes). `BENCH_ONLY=fleet`: the operator
     // through to 100,000, still without the server's figures (for its memory: a quarter hour).
+    // `BENCH_ONLY=hostile`: 1,000 Workspaces, then what a tenant can make the operator hold.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (server_writes_per_s, sa_writes_per_s, authz_overhead_pct, rbac_overhead_pct) = if only == "operator"
         || only == "fleet"
+        || only == "hostile"
     {
         (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
     } else {
@@ -569,7 +623,9 @@ fn main() {
     let mut reads_per_ws = 0.0;
     let mut cpu_ms_per_ws = 0.0;
     let mut converge = HashMap::new();
-    for (n, ns) in [(1_000usize, "bench-1k"), (10_000, "bench-10k")] {
+    let sizes: &[(usize, &str)] =
+        if only == "hostile" { &[(1_000, "bench-1k")] } else { &[(1_000, "bench-1k"), (10_000, "bench-10k")] };
+    for &(n, ns) in sizes {
         rt.block_on(make_namespace(&client, ns));
         if n == 10_000 {
             let early = counters.take_capture();
@@ -639,6 +695,14 @@ fn main() {
                 format!("{:.2} / {:.2}", op_writes as f64 / n as f64, op_reads as f64 / n as f64),
             ),
         );
+    }
+    if only == "hostile" {
+        counters.take_capture();
+        let (growth, after_s) = hostile(&rt, &client, &state, &operator);
+        push(&mut rows, hostile_row(growth));
+        push(&mut rows, Row("  then 100 new Workspaces Available (s)", format!("{after_s:.2}")));
+        print(&rows, &[("hostile_rss_mib", format!("{growth:.1}")), ("after_hostile_100_s", format!("{after_s:.2}"))]);
+        return;
     }
     push(
         &mut rows,
@@ -794,6 +858,9 @@ fn main() {
         ),
     );
     push(&mut rows, Row("  then 100 new Workspaces Available (s)", format!("{after_flood_s:.2}")));
+    let (hostile_rss_mib, after_hostile_s) = hostile(&rt, &client, &state, &operator);
+    push(&mut rows, hostile_row(hostile_rss_mib));
+    push(&mut rows, Row("  then 100 new Workspaces Available (s)", format!("{after_hostile_s:.2}")));
 
     // 100,000 Workspaces: memory of the cache, and list views over them.
     let big = 100_000 - 21_100;
@@ -899,6 +966,7 @@ fn main() {
         ("replay_cpu_ms_per_workspace", format!("{replay_cpu_ms_per_ws:.3}")),
         ("backlog_10000_s", format!("{backlog_s:.2}")),
         ("flood_rss_mib", format!("{flood_rss_mib:.1}")),
+        ("hostile_rss_mib", format!("{hostile_rss_mib:.1}")),
         ("restart_100k_ready_s", format!("{ready_s:.2}")),
         ("restart_100k_writes", restart_writes.to_string()),
         ("list_first_page_ms", format!("{first_page_ms:.1}")),
@@ -911,6 +979,13 @@ fn main() {
         ("server_fraction", format!("{server_fraction:.2}")),
     ]);
     print(&rows, &figures);
+}
+
+fn hostile_row(growth: f64) -> Row {
+    Row(
+        "hostile: 1,000 Workspaces + 1,000 forged RoleBindings, 200 KB annotations each: settled RSS growth (MiB)",
+        format!("{growth:.1}"),
+    )
 }
 
 fn print(rows: &[Row], figures: &[(&str, String)]) {
