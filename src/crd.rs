@@ -60,6 +60,7 @@ macro_rules! api_enum {
     printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.stateReason"),
+    printcolumn(name = "Still Running", type_ = "integer", json_path = ".status.workloads.keptRunning"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Enterprise Project", type_ = "string", json_path = ".spec.enterpriseProject", priority = 1),
     printcolumn(name = "Auth", type_ = "string", json_path = ".spec.authType", priority = 1),
@@ -391,6 +392,66 @@ pub struct WorkspaceStatus {
     /// The Workspace's uid without hyphens, as cloud workspace APIs write their ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
+    /// What deactivation did to the workloads in the namespace (with its class's
+    /// `deactivation.workloads: ScaleToZero`), and what reactivation gives back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<WorkloadsStatus>,
+}
+
+/// The workloads of a deactivated workspace: those stopped, with what each had, and those that
+/// kept running, with why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadsStatus {
+    /// Each workload scaled to zero or suspended, with what it had: recorded before it was
+    /// changed, and given back on reactivation unless someone changed it meanwhile.
+    // Every field is always written: the status is written by merge patches, which keep what
+    // they leave out.
+    #[serde(default)]
+    pub stopped: Vec<StoppedWorkload>,
+    /// Workloads that kept running: bare pods, DaemonSets, and workloads another controller owns.
+    #[serde(default)]
+    pub kept_running: i32,
+    /// Pods without an owner, left running: deleting them would lose what they hold.
+    #[serde(default)]
+    pub bare_pods: i32,
+    /// DaemonSets, left alone.
+    #[serde(default)]
+    pub daemon_sets: i32,
+    /// Workloads another controller owns, left to it (it would undo a change).
+    #[serde(default)]
+    pub owned: i32,
+    /// The CPU requests no longer running: the stopped pod templates times their replicas.
+    #[serde(default)]
+    pub freed_cpu: Option<String>,
+    /// The memory requests no longer running.
+    #[serde(default)]
+    pub freed_memory: Option<String>,
+}
+
+/// One workload deactivation stopped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedWorkload {
+    pub kind: WorkloadKind,
+    pub name: String,
+    /// Which object, so that one deleted and made again under the name is not taken for it.
+    pub uid: String,
+    /// The replicas it had (Deployments, StatefulSets, ReplicaSets); a Job or CronJob was
+    /// running (not suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+}
+
+api_enum! {
+    /// The workloads deactivation stops.
+    pub enum WorkloadKind {
+        Deployment,
+        StatefulSet,
+        ReplicaSet,
+        Job,
+        CronJob,
+    }
 }
 
 api_enum! {
@@ -537,6 +598,27 @@ pub struct WorkspaceClassSpec {
     /// Network isolation of workspace namespaces.
     #[serde(default)]
     pub network: NetworkIsolation,
+    /// What deactivation does beyond revoking access and blocking new pods.
+    #[serde(default)]
+    pub deactivation: DeactivationPolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DeactivationPolicy {
+    /// `ScaleToZero` (the default): Deployments, StatefulSets and ReplicaSets go to 0 replicas
+    /// and Jobs and CronJobs are suspended, each given back exactly on reactivation. `Keep`:
+    /// running workloads keep running (new pods are refused all the same).
+    #[serde(default)]
+    pub workloads: WorkloadsOnDeactivation,
+}
+
+api_enum! {
+    #[derive(Default)]
+    pub enum WorkloadsOnDeactivation {
+        #[default]
+        ScaleToZero,
+        Keep,
+    }
 }
 
 fn yes() -> bool {
@@ -559,11 +641,11 @@ pub struct NamespacePolicy {
     /// its organization's prefix (`<organization>-`). Default true.
     #[serde(default = "yes")]
     pub allow_explicit_name: bool,
-    /// Namespaces no Workspace may have, created or enrolled: exact names, and `prefix-*` for
-    /// every name that begins with `prefix-`. Left out: the well-known namespaces of cluster
-    /// infrastructure (ingress-nginx, cert-manager, istio-system, monitoring, flux-system, argocd,
-    /// kube-*, openshift-*, …), which software installed later takes to be its own. Set: exactly
-    /// these (`[]` reserves none beyond the cluster's own).
+    /// Namespaces no Workspace may have, created or enrolled, besides the well-known namespaces
+    /// of cluster infrastructure that are always reserved (ingress-nginx, cert-manager,
+    /// istio-system, monitoring, flux-system, argocd, kube-*, openshift-*, …), which software
+    /// installed later takes to be its own: exact names, and `prefix-*` for every name that
+    /// begins with `prefix-`.
     #[x_kube(validation = Rule::new(RESERVED_RULE).message(RESERVED_MESSAGE))]
     #[schemars(length(max = 512), inner(length(max = 63)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,8 @@ use crate::controller::cache::{Amounts, Cached};
 use crate::controller::child::{ChildRef, Key, Kind, marks};
 use crate::controller::context::Context;
 use crate::controller::error::{ApplyError, is_status};
+use crate::controller::workloads::Change;
+use crate::crd::WorkloadKind;
 use crate::labels;
 
 /// A namespaced child the generic applier keeps in step. The caches hold only its metadata
@@ -235,6 +237,47 @@ async fn patch_namespace(ctx: &Context, ns: &Namespace, mut patch: serde_json::V
         .patch(&name, &labels::patch_params(), &Patch::Merge(patch))
         .await
         .map_err(|source| ApplyError::Write { child: ChildRef::namespace(&name), source })
+}
+
+/// Stop or restart one workload: its `scale` subresource, or its `spec.suspend` (the only
+/// writes the operator makes to a workload). One deleted meanwhile needs nothing.
+pub async fn change_workload(ctx: &Context, namespace: &str, change: &Change) -> Result<(), ApplyError> {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let client = ctx.client.clone();
+    let params = labels::patch_params();
+    let (kind, name, done) = match change {
+        Change::Scale { kind, name, replicas } => {
+            let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+            let done = match kind {
+                WorkloadKind::StatefulSet => {
+                    Api::<StatefulSet>::namespaced(client, namespace).patch_scale(name, &params, &patch).await
+                }
+                WorkloadKind::ReplicaSet => {
+                    Api::<ReplicaSet>::namespaced(client, namespace).patch_scale(name, &params, &patch).await
+                }
+                _ => Api::<Deployment>::namespaced(client, namespace).patch_scale(name, &params, &patch).await,
+            };
+            (kind, name, done.map(|_| ()))
+        }
+        Change::Suspend { kind, name, suspend } => {
+            let patch = Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}}));
+            let done = match kind {
+                WorkloadKind::CronJob => {
+                    Api::<CronJob>::namespaced(client, namespace).patch(name, &params, &patch).await.map(|_| ())
+                }
+                _ => Api::<Job>::namespaced(client, namespace).patch(name, &params, &patch).await.map(|_| ()),
+            };
+            (kind, name, done)
+        }
+    };
+    match done {
+        Ok(()) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(source) => {
+            Err(ApplyError::Workload { kind: kind.as_str(), namespace: namespace.into(), name: name.clone(), source })
+        }
+    }
 }
 
 /// Delete the namespace as observed: the uid precondition makes sure that a namespace recreated

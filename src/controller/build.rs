@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::controller::policy;
-use std::str::FromStr;
 
 use crate::crd::{
     AuthType, DesiredState, GrantRole, Isolation, Management, PodSecurityLevel, SubjectKind, Workspace, WorkspaceClass,
@@ -145,17 +144,25 @@ fn own_key(key: &str) -> bool {
 const POD_SECURITY_MODES: [&str; 3] =
     ["pod-security.kubernetes.io/enforce", "pod-security.kubernetes.io/warn", "pod-security.kubernetes.io/audit"];
 
-/// How strict a Pod Security label is: none is the loosest (the cluster's default, privileged
-/// unless configured otherwise); a level Pod Security Admission does not know counts as
-/// `restricted`, as Pod Security Admission counts it.
-fn strictness(level: Option<&str>) -> u8 {
-    level.map_or(0, |l| PodSecurityLevel::from_str(l).map_or(3, |l| l as u8 + 1))
+/// How strict the Pod Security label `mode` at `level` is, as Pod Security Admission reads it:
+/// none is the loosest (the cluster's default, privileged unless configured otherwise); levels
+/// are matched exactly (`Baseline` is no level); a level it does not know is `restricted` when
+/// enforcing, and `privileged` when warning or auditing.
+fn strictness(mode: &str, level: Option<&str>) -> u8 {
+    match level {
+        None => 0,
+        Some(l) if l == PodSecurityLevel::Privileged.as_str() => 1,
+        Some(l) if l == PodSecurityLevel::Baseline.as_str() => 2,
+        Some(l) if l == PodSecurityLevel::Restricted.as_str() => 3,
+        Some(_) if mode.ends_with("/enforce") => 3,
+        Some(_) => 0,
+    }
 }
 
-/// The stricter of two Pod Security levels; `b` when they are as strict.
-fn stricter<'a>(a: Option<&'a str>, b: &'a str) -> &'a str {
+/// The stricter of two levels of `mode`; `b` when they are as strict.
+fn stricter<'a>(mode: &str, a: Option<&'a str>, b: &'a str) -> &'a str {
     match a {
-        Some(a) if strictness(Some(a)) > strictness(Some(b)) => a,
+        Some(a) if strictness(mode, Some(a)) > strictness(mode, Some(b)) => a,
         _ => b,
     }
 }
@@ -185,7 +192,7 @@ pub fn namespace_patch(have: &Namespace, want: &Namespace) -> Option<serde_json:
                 continue;
             }
             let v = match enrolled && POD_SECURITY_MODES.contains(&k.as_str()) {
-                true => stricter(have.get(k).map(String::as_str), v),
+                true => stricter(k, have.get(k).map(String::as_str), v),
                 false => v.as_str(),
             };
             if have.get(k).map(String::as_str) != Some(v) {
@@ -230,7 +237,7 @@ pub fn release_patch(have: &Namespace) -> serde_json::Value {
         }
         for (k, v) in before {
             let now = have.and_then(|m| m.get(k)).map(String::as_str);
-            if POD_SECURITY_MODES.contains(&k.as_str()) && strictness(v.as_deref()) <= strictness(now) {
+            if POD_SECURITY_MODES.contains(&k.as_str()) && strictness(k, v.as_deref()) <= strictness(k, now) {
                 continue;
             }
             out.insert(k.clone(), v.clone().map_or(serde_json::Value::Null, Into::into));
@@ -605,6 +612,7 @@ mod tests {
             ("looser: tightened, kept on release", namespace_with(&[consent, (ENFORCE, "privileged")], &[]), "baseline"),
             ("stricter: kept", namespace_with(&[consent, (ENFORCE, "restricted")], &[]), "restricted"),
             ("unknown: as strict as restricted, kept", namespace_with(&[consent, (ENFORCE, "lax")], &[]), "lax"),
+            ("mis-cased: no level, so as strict as restricted, kept", namespace_with(&[consent, (ENFORCE, "Baseline")], &[]), "Baseline"),
             ("managed by another tool", namespace_with(&[consent, (labels::MANAGED_BY, "Helm"), ("cost-centre", "7")], &[("note", "x")]), "baseline"),
         ];
         for (case, found, level) in table {
@@ -619,6 +627,18 @@ mod tests {
             let annotations = released.metadata.annotations.clone().filter(|a| !a.is_empty());
             assert_eq!(annotations, found.metadata.annotations.clone().filter(|a| !a.is_empty()), "{case}");
         }
+    }
+
+    #[test]
+    fn an_unknown_warn_or_audit_level_is_as_loose_as_privileged_as_pod_security_reads_it() {
+        let w = ws("a").in_ns("acme").stored("u-1", "2026-01-01T00:00:00Z").enrolled("legacy").build();
+        let want = namespace(&w, &open(), "legacy");
+        const WARN: &str = "pod-security.kubernetes.io/warn";
+        let found = namespace_with(&[(policy::ENROLL_FROM, "acme"), (WARN, "lax"), (ENFORCE, "Restricted")], &[]);
+        let enrolled = patched(&found, &namespace_patch(&found, &want).unwrap());
+        let labels = enrolled.metadata.labels.unwrap();
+        assert_eq!(labels[WARN], "restricted", "an unknown warn level warns of nothing: the class's");
+        assert_eq!(labels[ENFORCE], "Restricted", "an unknown enforce level enforces restricted: kept");
     }
 
     #[test]

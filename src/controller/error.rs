@@ -23,6 +23,8 @@ pub enum ObserveError {
     Crd { source: kube::Error },
     #[error("reading Workspace {name}: {}", brief(.source))]
     Workspace { name: String, source: kube::Error },
+    #[error("reading the workloads of namespace {namespace}: {}", brief(.source))]
+    Workloads { namespace: String, source: kube::Error },
 }
 
 /// Writing the Workspace's children.
@@ -36,6 +38,8 @@ pub enum ApplyError {
     Delete { child: ChildRef, source: kube::Error },
     #[error("reading {child}: {}", brief(.source))]
     Read { child: ChildRef, source: kube::Error },
+    #[error("stopping or restarting {kind} {namespace}/{name}: {}", brief(.source))]
+    Workload { kind: &'static str, namespace: String, name: String, source: kube::Error },
 }
 
 /// Writing the Workspace itself.
@@ -62,12 +66,16 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Observe(
-                ObserveError::Namespace { .. } | ObserveError::Crd { .. } | ObserveError::Workspace { .. },
+                ObserveError::Namespace { .. }
+                | ObserveError::Crd { .. }
+                | ObserveError::Workspace { .. }
+                | ObserveError::Workloads { .. },
             ) => "ReadFailed",
             Error::Apply(ApplyError::Create { .. }) => "CreateFailed",
             Error::Apply(ApplyError::Write { .. }) => "WriteFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
             Error::Apply(ApplyError::Read { .. }) => "ReadFailed",
+            Error::Apply(ApplyError::Workload { .. }) => "WorkloadChangeFailed",
             Error::Report(ReportError::Metadata(_)) => "MetadataUpdateFailed",
             Error::Report(ReportError::Status(_)) => "StatusUpdateFailed",
             Error::Report(ReportError::Finalizer(_)) => "FinalizerFailed",

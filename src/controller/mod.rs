@@ -19,6 +19,7 @@ pub mod policy;
 pub mod report;
 pub mod status;
 pub mod unreadable;
+pub mod workloads;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +43,9 @@ use observe::{Observation, Seen};
 use plan::{Ownership, Plan};
 use status::Outcome;
 
-use crate::crd::{DesiredState, Management, State, StateReason, Workspace, WorkspaceClass};
+use crate::crd::{
+    DesiredState, Management, State, StateReason, WorkloadsOnDeactivation, WorkloadsStatus, Workspace, WorkspaceClass,
+};
 use crate::events::Recorder;
 use crate::labels;
 use crate::metrics::Metrics;
@@ -440,7 +443,7 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Resu
     let (outcome, settling) = match plan {
         Plan::Blocked(o) if plan::withdraws_access(&o) => (o, withdraw_access(ctx, &obs).await?),
         Plan::Blocked(o) => (o, false),
-        Plan::Provision(found) => match provision(&ws, ctx, &obs, found).await {
+        Plan::Provision(found) => match provision(&mut ws, ctx, &obs, found).await {
             Ok(done) => done,
             // Judged on a version that changed meanwhile: the retry judges afresh.
             Err(e) if e.is_conflict() => return Err(e),
@@ -477,7 +480,7 @@ async fn reconcile_live(cached: &Workspace, ctx: &Context, unseen: bool) -> Resu
 /// Bring the namespace and its children to the desired state; report what was reached, and
 /// whether some write of a moment ago has yet to show in the caches.
 async fn provision(
-    ws: &Workspace,
+    ws: &mut Workspace,
     ctx: &Context,
     obs: &Observation,
     found: Option<Box<Namespace>>,
@@ -522,7 +525,21 @@ async fn provision(
     let settling = sync_children(ctx, obs, children).await?;
     let outcome = match goal {
         Goal::Available => {
-            Outcome::new(State::Available, StateReason::Provisioned, format!("namespace {target} is ready"))
+            let ready =
+                Outcome::new(State::Available, StateReason::Provisioned, format!("namespace {target} is ready"));
+            match resume_workloads(ws, ctx, target).await? {
+                true => ready.with_workloads(None),
+                false => ready,
+            }
+        }
+        Goal::Deactivated if class.spec.deactivation.workloads == WorkloadsOnDeactivation::ScaleToZero => {
+            let w = pause_workloads(ws, ctx, target).await?;
+            let msg = format!(
+                "access to {target} revoked and new pods blocked; data kept; {} workloads stopped, {} kept running",
+                w.stopped.len(),
+                w.kept_running
+            );
+            Outcome::new(State::Deactivated, StateReason::UserRequested, msg).with_workloads(Some(w))
         }
         Goal::Deactivated => Outcome::new(
             State::Deactivated,
@@ -536,6 +553,43 @@ async fn provision(
         ),
     };
     Ok((outcome, settling))
+}
+
+/// Deactivation that frees compute: what runs is recorded in the status, then stopped (see
+/// `workloads`). Done once per generation: a resync of a deactivated workspace reads and
+/// writes nothing.
+async fn pause_workloads(ws: &mut Workspace, ctx: &Context, target: &str) -> Result<WorkloadsStatus> {
+    let old = ws.status.as_ref();
+    let done =
+        old.is_some_and(|s| s.status == Some(State::Deactivated) && s.observed_generation == ws.metadata.generation);
+    if let Some(w) = old.and_then(|s| s.workloads.clone()).filter(|_| done) {
+        return Ok(w);
+    }
+    let recorded = old.and_then(|s| s.workloads.as_ref()).map(|w| w.stopped.clone()).unwrap_or_default();
+    let (found, census) = observe::workloads(ctx, target).await?;
+    let (record, changes) = workloads::pause(&found, census, &recorded);
+    if record.stopped != recorded {
+        report::workloads(ws, ctx, &record).await?;
+    }
+    for change in &changes {
+        apply::change_workload(ctx, target, change).await?;
+    }
+    Ok(record)
+}
+
+/// Reactivation: each recorded workload gets back what it had, unless someone changed it
+/// meanwhile. True when there was a record, which the status then drops.
+async fn resume_workloads(ws: &Workspace, ctx: &Context, target: &str) -> Result<bool> {
+    let Some(recorded) = ws.status.as_ref().and_then(|s| s.workloads.as_ref()) else { return Ok(false) };
+    if !recorded.stopped.is_empty() {
+        let (found, _) = observe::workloads(ctx, target).await?;
+        let (changes, left) = workloads::resume(&found, &recorded.stopped);
+        for change in &changes {
+            apply::change_workload(ctx, target, change).await?;
+        }
+        info!(restarted = changes.len(), left_as_set = left, "workloads given back");
+    }
+    Ok(true)
 }
 
 /// The first child the Workspace would write over someone else's object of the same name.
@@ -597,6 +651,8 @@ async fn finalize(cached: &Workspace, ctx: &Context, unseen: bool) -> Result<Act
     }
     let settling = match teardown(&ws, ctx).await {
         Ok(settling) => settling,
+        // Judged on a version that changed meanwhile: the retry judges afresh.
+        Err(e) if e.is_conflict() => return Err(e),
         Err(e) => {
             let outcome = Outcome::new(State::DeleteFailed, StateReason::DeletionFailed, e.to_string());
             report::status(&mut ws, ctx, &target, &outcome, Some(e.category())).await?;
@@ -631,7 +687,9 @@ async fn teardown(ws: &Workspace, ctx: &Context) -> Result<bool> {
     if sync_children(ctx, &obs, build::children(ws, &class, &obs.target, Goal::Released)).await? {
         return Ok(true);
     }
-    if ns.labels().get(labels::MANAGEMENT).map(String::as_str) == Some(Management::Enrolled.as_str()) {
+    // By the Workspace's own (immutable) management, not the namespace's label, which its
+    // owner may change: an enrolled namespace is always handed back.
+    if ws.spec.management == Management::Enrolled {
         apply::release_namespace(ctx, ns).await?;
     }
     Ok(false)

@@ -16,7 +16,8 @@ use crate::controller::cache::Cached;
 use crate::controller::child::Kind;
 use crate::controller::context::Context;
 use crate::controller::error::ObserveError;
-use crate::crd::{Management, Workspace, WorkspaceClass};
+use crate::controller::workloads::{self, Census, Found};
+use crate::crd::{Management, WorkloadKind, Workspace, WorkspaceClass};
 use crate::labels;
 
 #[derive(Clone, Debug, Default)]
@@ -133,6 +134,70 @@ pub async fn crd_terminating(ctx: &Context) -> Result<bool, ObserveError> {
 pub async fn get_namespace(ctx: &Context, name: &str) -> Result<Option<Namespace>, ObserveError> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     api.get_opt(name).await.map_err(|source| ObserveError::Namespace { name: name.into(), source })
+}
+
+/// The workloads of a workspace namespace, read when it is deactivated or reactivated (never on
+/// a resync: the status records what was done). Pods and DaemonSets are only counted, so they
+/// are read as metadata.
+pub async fn workloads(ctx: &Context, target: &str) -> Result<(Vec<Found>, Census), ObserveError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let err = |source| ObserveError::Workloads { namespace: target.into(), source };
+    let client = &ctx.client;
+    let lp = ListParams::default();
+    fn found(
+        kind: WorkloadKind,
+        m: &kube::api::ObjectMeta,
+        replicas: Option<i32>,
+        suspended: bool,
+        template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
+    ) -> Found {
+        let controller = m.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+        Found {
+            kind,
+            name: m.name.clone().unwrap_or_default(),
+            uid: m.uid.clone().unwrap_or_default(),
+            replicas,
+            suspended,
+            controller: controller.map(|o| o.uid.clone()),
+            requests: workloads::requests(template),
+        }
+    }
+    let mut all = Vec::new();
+    for d in Api::<Deployment>::namespaced(client.clone(), target).list(&lp).await.map_err(err)? {
+        let spec = d.spec.as_ref();
+        let replicas = Some(spec.and_then(|s| s.replicas).unwrap_or(1));
+        all.push(found(WorkloadKind::Deployment, &d.metadata, replicas, false, spec.map(|s| &s.template)));
+    }
+    for d in Api::<StatefulSet>::namespaced(client.clone(), target).list(&lp).await.map_err(err)? {
+        let spec = d.spec.as_ref();
+        let replicas = Some(spec.and_then(|s| s.replicas).unwrap_or(1));
+        all.push(found(WorkloadKind::StatefulSet, &d.metadata, replicas, false, spec.map(|s| &s.template)));
+    }
+    for d in Api::<ReplicaSet>::namespaced(client.clone(), target).list(&lp).await.map_err(err)? {
+        let spec = d.spec.as_ref();
+        let replicas = Some(spec.and_then(|s| s.replicas).unwrap_or(1));
+        all.push(found(WorkloadKind::ReplicaSet, &d.metadata, replicas, false, spec.and_then(|s| s.template.as_ref())));
+    }
+    for j in Api::<Job>::namespaced(client.clone(), target).list(&lp).await.map_err(err)? {
+        let spec = j.spec.as_ref();
+        // A finished Job runs nothing: there is nothing to stop.
+        let done = j.status.as_ref().and_then(|s| s.completion_time.as_ref()).is_some();
+        let suspended = done || spec.and_then(|s| s.suspend).unwrap_or(false);
+        let parallelism = Some(spec.and_then(|s| s.parallelism).unwrap_or(1));
+        all.push(found(WorkloadKind::Job, &j.metadata, parallelism, suspended, spec.map(|s| &s.template)));
+    }
+    for c in Api::<CronJob>::namespaced(client.clone(), target).list(&lp).await.map_err(err)? {
+        let suspended = c.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+        all.push(found(WorkloadKind::CronJob, &c.metadata, None, suspended, None));
+    }
+    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), target).list_metadata(&lp).await.map_err(err)?;
+    let pods = Api::<Pod>::namespaced(client.clone(), target).list_metadata(&lp).await.map_err(err)?;
+    let bare_pods = pods.items.iter().filter(|p| p.metadata.owner_references.as_ref().is_none_or(Vec::is_empty));
+    let census = Census { bare_pods: bare_pods.count() as i32, daemon_sets: daemon_sets.items.len() as i32 };
+    Ok((all, census))
 }
 
 /// The oldest default Workspace of a namespace wins; of `others` (the same namespace), the

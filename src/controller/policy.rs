@@ -17,21 +17,27 @@ pub const SYSTEM_NAMESPACES: [&str; 4] = ["kube-system", "kube-public", "kube-no
 /// Namespaces a class reserves when it names none: where well-known cluster infrastructure
 /// installs itself. A tenant who held one would be `admin` where that software later lands.
 pub const RESERVED_NAMES: &[&str] = &[
+    "argo-*",
     "argocd",
+    "calico-apiserver",
     "calico-system",
     "cattle-*",
     "cert-manager",
+    "cilium-*",
     "crossplane-system",
     "external-dns",
     "external-secrets",
+    "fleet-*",
     "flux-system",
     "gatekeeper-system",
+    "gpu-operator",
     "ingress-nginx",
     "istio-system",
     "karpenter",
     "keda",
     "knative-*",
     "kube-*",
+    "kubernetes-dashboard",
     "kyverno",
     "linkerd",
     "linkerd-*",
@@ -41,6 +47,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "openshift",
     "openshift-*",
     "rook-ceph",
+    "tekton-*",
     "tigera-operator",
     "vault",
     "velero",
@@ -88,13 +95,12 @@ pub fn violation(ws: &Workspace, class: &WorkspaceClass, site: Site) -> Option<S
             ));
         }
     }
-    let reserving = match &policy.namespace.reserved_names {
-        Some(names) => reserved(names, target),
-        None => reserved(RESERVED_NAMES, target),
-    };
-    if let Some(entry) = reserving {
+    // The class's own list adds to the well-known names: a class a tenant may choose never
+    // frees them. Which entry matched is not said (a tenant may not read the class).
+    let own = policy.namespace.reserved_names.as_deref().unwrap_or_default();
+    if reserved(RESERVED_NAMES, target).is_some() || reserved(own, target).is_some() {
         return Some(format!(
-            "namespace {target} is reserved by WorkspaceClass {name} ({entry}) for cluster infrastructure: choose another name in spec.namespace"
+            "namespace {target} is reserved for cluster infrastructure by WorkspaceClass {name}: choose another name in spec.namespace"
         ));
     }
     if let Some(ns) = &spec.namespace {
@@ -323,16 +329,23 @@ mod tests {
         #[rustfmt::skip]
         type Case<'a> = (&'a str, &'a str, &'a str, &'a WorkspaceClass, bool, Option<&'a str>);
         let table: Vec<Case> = vec![
-            ("an organization named ingress", "ingress", "ingress-nginx", &default, false, Some("(ingress-nginx)")),
-            ("an organization named cert", "cert", "cert-manager", &default, false, Some("(cert-manager)")),
-            ("an organization named istio", "istio", "istio-system", &default, false, Some("(istio-system)")),
-            ("a prefix pattern", "kube", "kube-anything", &default, false, Some("(kube-*)")),
-            ("enrolling one", "team-a", "monitoring", &default, true, Some("(monitoring)")),
+            ("an organization named ingress", "ingress", "ingress-nginx", &default, false, Some("reserved")),
+            ("an organization named cert", "cert", "cert-manager", &default, false, Some("reserved")),
+            ("an organization named istio", "istio", "istio-system", &default, false, Some("reserved")),
+            ("a prefix pattern", "kube", "kube-anything", &default, false, Some("reserved")),
+            ("enrolling one", "team-a", "monitoring", &default, true, Some("reserved")),
             ("a name near one", "ingress", "ingress-nginx-dev", &default, false, None),
-            ("the class's own list", "team-a", "team-a-prod", &own_list, false, Some("(team-a-prod)")),
-            ("the class's own list replaces the defaults", "ingress", "ingress-nginx", &own_list, false, None),
-            ("the class's own pattern", "shared", "shared-x", &own_list, false, Some("(shared-*)")),
-            ("a class that reserves none", "cert", "cert-manager", &none, false, None),
+            ("the class's own list", "team-a", "team-a-prod", &own_list, false, Some("reserved")),
+            (
+                "the class's own list adds to the defaults",
+                "ingress",
+                "ingress-nginx",
+                &own_list,
+                false,
+                Some("reserved"),
+            ),
+            ("the class's own pattern", "shared", "shared-x", &own_list, false, Some("reserved")),
+            ("an empty list frees nothing", "cert", "cert-manager", &none, false, Some("reserved")),
         ];
         for (case, org, ns, c, enrolled, want) in table {
             let got = at(org, ns, c, enrolled);

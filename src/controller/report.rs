@@ -14,7 +14,7 @@ use crate::controller::child::Key;
 use crate::controller::context::Context;
 use crate::controller::error::{ReportError, is_status};
 use crate::controller::status::{self, Outcome};
-use crate::crd::{State, Workspace};
+use crate::crd::{State, WorkloadsStatus, Workspace};
 use crate::events::Note;
 use crate::labels;
 
@@ -104,7 +104,12 @@ pub async fn status(
     // Only over the version this status was worked out from: a success then leaves a version
     // that is the operator's own (its watch event is an echo), and a write someone made since
     // is a conflict and a retry, not an event mistaken for the operator's.
-    let patch = json!({"metadata": {"resourceVersion": ws.resource_version()}, "status": next});
+    let mut status = json!(next);
+    // A merge patch leaves what it does not name: a record no longer kept is removed by name.
+    if next.workloads.is_none() && old.as_ref().is_some_and(|o| o.workloads.is_some()) {
+        status["workloads"] = serde_json::Value::Null;
+    }
+    let patch = json!({"metadata": {"resourceVersion": ws.resource_version()}, "status": status});
     let patched = api(ctx, ws)
         .patch_status(&ws.name_any(), &labels::patch_params(), &Patch::Merge(patch))
         .await
@@ -116,6 +121,19 @@ pub async fn status(
     if old.and_then(|s| s.status) != Some(outcome.state) {
         state_changed(ctx, outcome, cause, &ws.object_ref(&())).await;
     }
+    Ok(())
+}
+
+/// Keep the record of stopped workloads in the status before any of them is changed, over the
+/// version it was worked out from (see `workloads`).
+pub async fn workloads(ws: &mut Workspace, ctx: &Context, record: &WorkloadsStatus) -> Result<(), ReportError> {
+    let patch = json!({"metadata": {"resourceVersion": ws.resource_version()}, "status": {"workloads": record}});
+    let patched = api(ctx, ws)
+        .patch_status(&ws.name_any(), &labels::patch_params(), &Patch::Merge(patch))
+        .await
+        .map_err(ReportError::Status)?;
+    ctx.expect.wrote(&workspace_key(ws), patched.resource_version());
+    *ws = patched;
     Ok(())
 }
 

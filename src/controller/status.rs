@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{DesiredState, State, StateReason, WorkspaceStatus};
+use crate::crd::{DesiredState, State, StateReason, WorkloadsStatus, WorkspaceStatus};
 
 /// What one reconcile established.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,11 +14,17 @@ pub struct Outcome {
     pub message: String,
     /// What only the operator's log says, for administrators (whose namespace it is, say).
     pub detail: Option<String>,
+    /// The workloads the status records: None keeps what it has, Some replaces it.
+    pub workloads: Option<Option<WorkloadsStatus>>,
 }
 
 impl Outcome {
     pub fn new(state: State, reason: StateReason, message: impl Into<String>) -> Self {
-        Outcome { state, reason, message: message.into(), detail: None }
+        Outcome { state, reason, message: message.into(), detail: None, workloads: None }
+    }
+
+    pub fn with_workloads(self, workloads: Option<WorkloadsStatus>) -> Self {
+        Outcome { workloads: Some(workloads), ..self }
     }
 
     pub fn with_detail(self, detail: impl Into<String>) -> Self {
@@ -81,6 +87,10 @@ pub fn next(old: Option<&WorkspaceStatus>, outcome: &Outcome, o: &Observed<'_>) 
         conditions,
         namespace: o.namespace.clone(),
         workspace_id: Some(o.workspace_id.clone()),
+        workloads: match &outcome.workloads {
+            Some(w) => w.clone(),
+            None => old.and_then(|s| s.workloads.clone()),
+        },
     }
 }
 

@@ -65,7 +65,9 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
     }
     // The status is ours and decodes even when the spec does not; anything else counts as none.
     let old: Option<WorkspaceStatus> = obj.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok());
-    if let Some(target) = old.as_ref().and_then(|s| s.namespace.as_deref()) {
+    // Its namespace read as plain text, so that a status a newer operator wrote (a state this
+    // one does not know) still names it.
+    if let Some(target) = obj.data.pointer("/status/namespace").and_then(|n| n.as_str()) {
         withdraw_access(ctx, target, &key).await?;
     }
     let outcome = outcome(&invalid.error, deleting);

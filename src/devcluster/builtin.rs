@@ -142,9 +142,57 @@ pub fn on_create(res: &Resource, obj: &mut Value, next_ip: &AtomicU32) {
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd_defaults(obj, None),
+        // The defaults of k8s.io/kubernetes pkg/apis/{apps,batch,autoscaling}/*/defaults.go
+        // that clients read back (no controller runs here: their status stays as created).
+        ("apps", "statefulsets") => {
+            let spec = &mut obj["spec"];
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+            obj["status"] = json!({"replicas": 0, "availableReplicas": 0});
+        }
+        ("apps", "daemonsets") => {
+            let spec = &mut obj["spec"];
+            default(spec, "revisionHistoryLimit", json!(10));
+            let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
+            default(spec, "updateStrategy", strategy);
+            obj["status"] = json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0});
+        }
+        ("batch", "jobs") => {
+            let spec = &mut obj["spec"];
+            if spec["completions"].is_null() && spec["parallelism"].is_null() {
+                spec["completions"] = json!(1);
+            }
+            default(spec, "parallelism", json!(1));
+            default(spec, "backoffLimit", json!(6));
+            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "suspend", json!(false));
+            default(spec, "manualSelector", json!(false));
+            default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            obj["status"] = json!({});
+        }
+        ("batch", "cronjobs") => {
+            let spec = &mut obj["spec"];
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            obj["status"] = json!({});
+        }
+        ("autoscaling", "horizontalpodautoscalers") => {
+            default(&mut obj["spec"], "minReplicas", json!(1));
+            obj["status"] = json!({"currentMetrics": null, "desiredReplicas": 0});
+        }
         _ => {}
     }
     simulate_status(res, obj);
+}
+
+fn default(spec: &mut Value, field: &str, value: Value) {
+    if spec[field].is_null() {
+        spec[field] = value;
+    }
 }
 
 /// What survives or follows from an update.
@@ -308,6 +356,28 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => errs.extend(validate_crd(obj, old)),
+        ("batch", "jobs") | ("batch", "cronjobs") => {
+            let (template, path) = match res.plural.as_str() {
+                "jobs" => (&obj["spec"]["template"], "spec.template.spec.restartPolicy"),
+                _ => (
+                    &obj["spec"]["jobTemplate"]["spec"]["template"],
+                    "spec.jobTemplate.spec.template.spec.restartPolicy",
+                ),
+            };
+            let policy = &template["spec"]["restartPolicy"];
+            if !matches!(policy.as_str(), Some("OnFailure" | "Never")) {
+                errs.push(match policy.is_null() {
+                    true => FieldError::required(path, "valid values: \"OnFailure\", \"Never\""),
+                    false => FieldError::not_supported(path, policy, &[json!("OnFailure"), json!("Never")]),
+                });
+            }
+            if res.plural == "cronjobs" && obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+                errs.push(FieldError::required("spec.schedule", ""));
+            }
+        }
+        ("apps", "statefulsets" | "daemonsets") if obj["spec"]["selector"].is_null() => {
+            errs.push(FieldError::required("spec.selector", ""));
+        }
         _ => {}
     }
     errs

@@ -137,6 +137,33 @@ fn builtins() -> Vec<Builtin> {
             categories: &["all"],
             ..b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"])
         },
+        Builtin {
+            status: true,
+            scale: true,
+            generation: true,
+            name_rule: Label,
+            categories: &["all"],
+            ..b("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"])
+        },
+        Builtin {
+            status: true,
+            generation: true,
+            categories: &["all"],
+            ..b("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"])
+        },
+        Builtin { status: true, generation: true, categories: &["all"], ..b("batch", "v1", "Job", "jobs", true, &[]) },
+        Builtin {
+            status: true,
+            generation: true,
+            categories: &["all"],
+            ..b("batch", "v1", "CronJob", "cronjobs", true, &["cj"])
+        },
+        // kube-apiserver never sets an HPA's generation.
+        Builtin {
+            status: true,
+            categories: &["all"],
+            ..b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"])
+        },
         Builtin { name_rule: PathSegment, ..b("events.k8s.io", "v1", "Event", "events", true, &["ev"]) },
         Builtin { name_rule: PathSegment, ..b("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]) },
         Builtin {

@@ -199,7 +199,17 @@ fn operator_works_with(rbac: &[Value], within: Duration) -> Result<(), String> {
         .expect("operator");
     c.apply(&ws("w").limit("pods", "3").yaml());
     let deadline = std::time::Instant::now() + within;
-    let result = loop {
+    let wait = |what: &str, done: &dyn Fn() -> bool| -> Result<(), String> {
+        while !done() {
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+                return Err(format!("{what}\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    };
+    let provisioned = || {
         let available = c.jsonpath(&["get", "ws", "w"], "{.status.status}") == "Available";
         let event = c.ok(&["get", "events.events.k8s.io", "-o", "jsonpath={.items[*].reason}"]).contains("Provisioned");
         let leads = c
@@ -212,18 +222,53 @@ fn operator_works_with(rbac: &[Value], within: Duration) -> Result<(), String> {
             s.read_to_string(&mut out).ok()?;
             Some(out.starts_with("HTTP/1.1 200"))
         }) == Some(true);
-        if available && event && leads && ready {
-            break Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-            break Err(format!("available={available} event={event} leads={leads} ready={ready}\n{log}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        available && event && leads && ready
     };
+    // Deactivation stops every kind of workload, and reactivation gives each back.
+    let workloads_are = |stopped: bool| {
+        let ns = c.jsonpath(&["get", "ws", "w"], "{.status.namespace}");
+        let get = |kind: &str, path: &str| c.jsonpath(&["get", kind, "x", "-n", &ns], path);
+        let (replicas, suspend) = if stopped { ("0", "true") } else { ("1", "false") };
+        let state = if stopped { "Deactivated" } else { "Available" };
+        c.jsonpath(&["get", "ws", "w"], "{.status.status}") == state
+            && ["deployment", "statefulset", "replicaset"].iter().all(|k| get(k, "{.spec.replicas}") == replicas)
+            && ["job", "cronjob"].iter().all(|k| get(k, "{.spec.suspend}") == suspend)
+    };
+    let result = wait("provisioned, leading and ready", &provisioned)
+        .and_then(|_| {
+            let ns = c.jsonpath(&["get", "ws", "w"], "{.status.namespace}");
+            c.apply(&every_workload(&ns));
+            c.ok(&["patch", "ws", "w", "--type=merge", "-p", r#"{"spec":{"desiredState":"Deactivated"}}"#]);
+            wait("workloads stopped", &|| workloads_are(true))
+        })
+        .and_then(|_| {
+            c.ok(&["patch", "ws", "w", "--type=merge", "-p", r#"{"spec":{"desiredState":"Available"}}"#]);
+            wait("workloads given back", &|| workloads_are(false))
+        });
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// One of each workload deactivation stops or counts, named `x`, in `ns`.
+fn every_workload(ns: &str) -> String {
+    let pod = "{metadata: {labels: {app: x}}, spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}";
+    let scalable = |kind: &str| {
+        let service = if kind == "StatefulSet" { "serviceName: x, " } else { "" };
+        format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{replicas: 1, {service}selector: {{matchLabels: {{app: x}}}}, template: {pod}}}\n"
+        )
+    };
+    [
+        scalable("Deployment").replace("restartPolicy: Never, ", ""),
+        scalable("StatefulSet").replace("restartPolicy: Never, ", ""),
+        scalable("ReplicaSet").replace("restartPolicy: Never, ", ""),
+        format!("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{selector: {{matchLabels: {{app: x}}}}, template: {}}}\n", pod.replace("restartPolicy: Never, ", "")),
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{template: {pod}}}\n"),
+        format!("apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{schedule: '0 3 * * *', jobTemplate: {{spec: {{template: {pod}}}}}}}\n"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{containers: [{{name: c, image: busybox}}]}}\n"),
+    ]
+    .join("---\n")
 }
 
 /// Least privilege, enforced: the operator works on exactly the chart's RBAC, and without any
@@ -382,6 +427,17 @@ fn the_fence_keeps_the_operators_own_rights_inside_the_workspaces() {
         &["create", "quota", "q", "--hard=pods=0", "-n", "elsewhere"],
         "only in namespaces that are workspaces",
     );
+    // Nor can it unlock the fence by writing the marks itself.
+    let created = ["annotate", "namespace", "elsewhere", "workspaces.dev/created-by-uid=x"];
+    refused("recording itself as a namespace's creator", &created, "never writes who created a namespace");
+    let mark = ["label", "namespace", "elsewhere", "app.kubernetes.io/managed-by=workspace-operator"];
+    refused("marking a namespace that did not consent", &mark, "only a namespace that consented");
+    let consent = ["label", "namespace", "elsewhere", "workspaces.dev/enroll-from=default"];
+    refused("consenting for a namespace", &consent, "never writes a namespace's consent");
+    c.ok(&["label", "namespace", "elsewhere", "pod-security.kubernetes.io/enforce=restricted"]);
+    let loosen = ["label", "namespace", "elsewhere", "pod-security.kubernetes.io/enforce=privileged", "--overwrite"];
+    refused("loosening a namespace's Pod Security", &loosen, "only tightens the Pod Security");
+    refused("creating an unmarked namespace", &["create", "namespace", "squat"], "creates only namespaces marked");
     // Inside a workspace, what it does for a Workspace goes through.
     let ok = as_operator(&["create", "rolebinding", "extra", "--clusterrole=view", "--user=viewer", "-n", &ns]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

@@ -6,6 +6,7 @@ mod api_docs;
 mod bad_input;
 mod chart;
 mod common;
+mod deactivation;
 mod faults;
 mod generated;
 mod gitops;

@@ -508,3 +508,42 @@ fn at_the_edges_a_tenant_gains_nothing_either() {
         assert!(!out.status.success() && stderr(&out).contains("exceeded quota"), "{}", stderr(&out));
     }
 }
+
+/// Deactivation stops workloads only in a Workspace's own namespace — one it enrolled counts,
+/// another team's does not — and never for a Workspace that is Failed.
+#[test]
+fn deactivation_reaches_only_a_workspaces_own_namespace() {
+    let (c, _op) = crate::common::with_operator();
+    platform(&c);
+    let tina = User::new(&c, "tina");
+    let theirs = target_ns(&c, "team-b", "data");
+    let web = |ns: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    let replicas = |ns: &str| c.jsonpath(&["get", "deployment", "web", "-n", ns], "{.spec.replicas}");
+    c.apply(&web(&theirs));
+    c.apply(&web("legacy-a"));
+    // Another team's workspace namespace, enrolled and deactivated at once: refused, untouched.
+    let grab =
+        manifest("grab", &format!("  management: Enrolled\n  namespace: {theirs}\n  desiredState: Deactivated\n"));
+    assert!(tina.apply(&c, &grab).status.success());
+    wait_status(&c, ORG, "grab", "Failed");
+    // Her own enrolled namespace: stopped.
+    let mine = manifest("mine", "  management: Enrolled\n  namespace: legacy-a\n  desiredState: Deactivated\n");
+    assert!(tina.apply(&c, &mine).status.success());
+    wait_status(&c, ORG, "mine", "Deactivated");
+    c.eventually("hers stopped", std::time::Duration::from_secs(20), || (replicas("legacy-a") == "0").then_some(()));
+    assert_eq!(replicas(&theirs), "2", "another team's workload untouched");
+    // A workspace of hers that breaks its class: Failed, and its workloads left as they are.
+    assert!(tina.apply(&c, &manifest("over", "")).status.success());
+    wait_status(&c, ORG, "over", "Available");
+    let over = target_ns(&c, ORG, "over");
+    c.apply(&web(&over));
+    let breach = r#"{"spec": {"resourceLimits": {"cpu": "64"}, "desiredState": "Deactivated"}}"#;
+    assert!(tina.kubectl(&c, &["patch", "ws", "over", "-n", ORG, "--type=merge", "-p", breach]).status.success());
+    wait_status(&c, ORG, "over", "Failed");
+    assert_eq!(replicas(&over), "2", "nothing is stopped for a Workspace that is Failed");
+    assert_eq!(replicas(&theirs), "2");
+}
