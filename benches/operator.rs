@@ -314,6 +314,28 @@ fn hostile(rt: &tokio::runtime::Runtime, client: &kube::Client, state: &Handle, 
     (operator.settled_rss_mib(SETTLE) - before, after_s)
 }
 
+/// `n` Deployments of 2 replicas in each of `namespaces`, as a workspace's owner would run them.
+async fn create_deployments(client: &kube::Client, namespaces: &[String], n: usize) {
+    futures::stream::iter(namespaces.iter().flat_map(|ns| (0..n).map(move |i| (ns.clone(), i))))
+        .map(|(ns, i)| {
+            let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+            async move {
+                let d = serde_json::from_value(json!({
+                    "metadata": {"name": format!("app-{i}")},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": format!("app-{i}")}},
+                        "template": {"metadata": {"labels": {"app": format!("app-{i}")}},
+                            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}))
+                .expect("deployment");
+                api.create(&PostParams::default(), &d).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("deployments");
+}
+
 async fn make_namespace(client: &kube::Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -753,7 +775,13 @@ fn main() {
     let resync_writes = counters.writes() - w0;
     push(&mut rows, Row("writes by a full resync of 11,000 converged Workspaces", resync_writes.to_string()));
 
-    // Transitions: 1,000 Deactivated, then Available again.
+    // Transitions: 1,000 Deactivated, then Available again, each running three Deployments that
+    // deactivation scales to 0 and reactivation back.
+    let namespaces: Vec<String> = (state.objects(WORKSPACES).iter())
+        .filter(|w| w["metadata"]["namespace"] == "bench-1k")
+        .filter_map(|w| w["status"]["namespace"].as_str().map(String::from))
+        .collect();
+    rt.block_on(create_deployments(&client, &namespaces, 3));
     let api: Api<Workspace> = Api::namespaced(client.clone(), "bench-1k");
     let set_state = |desired: &'static str| {
         rt.block_on(async {
@@ -776,30 +804,32 @@ fn main() {
                 .expect("patch");
         })
     };
-    let w0 = counters.writes();
+    let (w0, r0) = (counters.writes(), counters.reads());
     let start = Instant::now();
     set_state("Deactivated");
     wait_all(&state, "bench-1k-", 1000, "Deactivated", Duration::from_secs(300));
     let deactivate_s = start.elapsed().as_secs_f64();
     let deactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
-    let w0 = counters.writes();
+    let deactivate_reads = (counters.reads() - r0) as f64 / 1000.0;
+    let (w0, r0) = (counters.writes(), counters.reads());
     let start = Instant::now();
     set_state("Available");
     wait_all(&state, "bench-1k-", 1000, "Available", Duration::from_secs(300));
     let reactivate_s = start.elapsed().as_secs_f64();
     let reactivate_writes = (counters.writes() - w0 - 1000) as f64 / 1000.0;
+    let reactivate_reads = (counters.reads() - r0) as f64 / 1000.0;
     push(
         &mut rows,
         Row(
-            "deactivate 1,000 (s) / operator writes per workspace",
-            format!("{deactivate_s:.2} / {deactivate_writes:.2}"),
+            "deactivate 1,000 with 3 Deployments each (s) / operator writes / reads per workspace",
+            format!("{deactivate_s:.2} / {deactivate_writes:.2} / {deactivate_reads:.2}"),
         ),
     );
     push(
         &mut rows,
         Row(
-            "reactivate 1,000 (s) / operator writes per workspace",
-            format!("{reactivate_s:.2} / {reactivate_writes:.2}"),
+            "reactivate 1,000 (s) / operator writes / reads per workspace",
+            format!("{reactivate_s:.2} / {reactivate_writes:.2} / {reactivate_reads:.2}"),
         ),
     );
 
@@ -957,6 +987,9 @@ fn main() {
         ("reads_per_workspace", format!("{reads_per_ws:.2}")),
         ("resync_writes", resync_writes.to_string()),
         ("deactivate_1000_s", format!("{deactivate_s:.2}")),
+        ("deactivate_writes_per_workspace", format!("{deactivate_writes:.2}")),
+        ("reactivate_1000_s", format!("{reactivate_s:.2}")),
+        ("reactivate_writes_per_workspace", format!("{reactivate_writes:.2}")),
         ("rss_10k_mib", format!("{rss_10k:.1}")),
         ("rss_100k_mib", format!("{rss_100k:.1}")),
         ("bytes_per_workspace", format!("{bytes_per_ws:.0}")),

@@ -197,7 +197,7 @@ fn operator_works_with(rbac: &[Value], within: Duration) -> Result<(), String> {
         .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
         .spawn()
         .expect("operator");
-    c.apply(&ws("w").limit("pods", "3").yaml());
+    c.apply(&ws("w").limit("pods", "10").yaml());
     let deadline = std::time::Instant::now() + within;
     let wait = |what: &str, done: &dyn Fn() -> bool| -> Result<(), String> {
         while !done() {

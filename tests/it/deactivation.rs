@@ -19,10 +19,10 @@ fn workloads(c: &Cluster, ns: &str) {
     let manifest = [
         format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 3\n  {}\n  {}\n", selector("web"), template("web", "")),
         format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: idle, namespace: {ns}}}\nspec:\n  replicas: 0\n  {}\n  {}\n", selector("idle"), template("idle", "")),
-        format!("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db, namespace: {ns}}}\nspec:\n  replicas: 2\n  serviceName: db\n  {}\n  {}\n", selector("db"), template("db", "")),
+        format!("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db, namespace: {ns}}}\nspec:\n  replicas: 2\n  serviceName: db\n  {}\n  {}\n  volumeClaimTemplates: [{{metadata: {{name: data}}, spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}}}]\n", selector("db"), template("db", "")),
         format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: bare, namespace: {ns}}}\nspec:\n  replicas: 1\n  {}\n  {}\n", selector("bare"), template("bare", "")),
         format!("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent, namespace: {ns}}}\nspec:\n  {}\n  {}\n", selector("agent"), template("agent", "")),
-        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: train, namespace: {ns}}}\nspec:\n  parallelism: 2\n  completions: 4\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}}}]\n"),
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: train, namespace: {ns}}}\nspec:\n  parallelism: 2\n  completions: 4\n  template:\n    metadata: {{labels: {{app: train}}}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}}}]\n"),
         format!("apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: nightly, namespace: {ns}}}\nspec:\n  schedule: '0 3 * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: busybox}}]\n"),
         format!("apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: paused, namespace: {ns}}}\nspec:\n  schedule: '0 4 * * *'\n  suspend: true\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: busybox}}]\n"),
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: notebook, namespace: {ns}}}\nspec:\n  containers: [{{name: c, image: busybox}}]\n"),
@@ -67,8 +67,11 @@ fn deactivation_stops_what_runs_and_reactivation_gives_back_exactly_that() {
     wait_status(&c, "default", "busy", "Available");
     let ns = target_ns(&c, "default", "busy");
     workloads(&c, &ns);
+    let claims = || c.ok(&["get", "pvc", "-n", &ns, "-o", "name"]).lines().count();
     if crate::common::real() {
-        c.eventually("the Deployment's pods", Duration::from_secs(60), || (pods(&c, &ns, "web") == 3).then_some(()));
+        c.eventually("the workloads' pods", Duration::from_secs(60), || {
+            (pods(&c, &ns, "web") == 3 && pods(&c, &ns, "db") >= 1 && pods(&c, &ns, "train") == 2).then_some(())
+        });
     }
 
     set_desired(&c, "busy", "Deactivated");
@@ -98,12 +101,13 @@ fn deactivation_stops_what_runs_and_reactivation_gives_back_exactly_that() {
     assert!(listed.lines().next().is_some_and(|h| h.contains("STILL RUNNING")), "{listed}");
     assert!(listed.lines().nth(1).is_some_and(|l| l.split_whitespace().any(|w| w == "2")), "{listed}");
     if crate::common::real() {
-        c.eventually("the Deployment's pods gone", Duration::from_secs(60), || {
-            (pods(&c, &ns, "web") == 0).then_some(())
+        c.eventually("the pods gone", Duration::from_secs(60), || {
+            (pods(&c, &ns, "web") == 0 && pods(&c, &ns, "db") == 0 && pods(&c, &ns, "train") == 0).then_some(())
         });
-        assert_eq!(pods(&c, &ns, "db"), 0, "the StatefulSet's pods gone");
-        assert_eq!(c.jsonpath(&["get", "pvc", "-n", &ns, "-o", "name"], ""), "", "no claims were asked for");
+        // The StatefulSet's claims (made by its controller, one per pod it started) stay.
+        assert!(claims() >= 1, "the StatefulSet's PersistentVolumeClaims are kept");
     }
+    let kept_claims = claims();
     // A person's decisions while it is deactivated stand: a ReplicaSet scaled by hand.
     c.ok(&["scale", "replicaset", "bare", "-n", &ns, "--replicas=5"]);
 
@@ -119,9 +123,10 @@ fn deactivation_stops_what_runs_and_reactivation_gives_back_exactly_that() {
     assert_eq!(suspended(&c, &ns, "job", "train"), "false");
     assert_eq!(suspended(&c, &ns, "cronjob", "nightly"), "false");
     assert_eq!(suspended(&c, &ns, "cronjob", "paused"), "true", "it was suspended before: it stays so");
+    assert_eq!(claims(), kept_claims, "every claim still there");
     if crate::common::real() {
-        c.eventually("the Deployment's pods back", Duration::from_secs(60), || {
-            (pods(&c, &ns, "web") == 3).then_some(())
+        c.eventually("the pods back", Duration::from_secs(60), || {
+            (pods(&c, &ns, "web") == 3 && pods(&c, &ns, "train") == 2).then_some(())
         });
     }
 }
