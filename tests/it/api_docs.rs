@@ -7,6 +7,10 @@ use crate::common::{target_ns, wait_status, with_operator, ws};
 #[test]
 fn kubectl_explain_documents_every_field() {
     let (c, _op) = with_operator();
+    // kube-apiserver publishes a new CRD's OpenAPI a moment after the CRD is established.
+    c.eventually("the Workspace's OpenAPI", std::time::Duration::from_secs(30), || {
+        c.kubectl(&["explain", "workspace"]).status.success().then_some(())
+    });
     for path in [
         "workspace",
         "workspace.spec",
