@@ -120,6 +120,19 @@ impl ControlPlane {
 
     /// As `start`, with kube-apiserver serving on `listen` (port 0: a free one).
     pub async fn start_on(binaries: &Binaries, listen: SocketAddr) -> std::io::Result<ControlPlane> {
+        // A free port is free when looked at, not when etcd or kube-apiserver binds it: another
+        // process starting meanwhile (tests start clusters side by side) may take it first.
+        // Those starts are tried again on other ports.
+        let mut attempt = 1;
+        loop {
+            match ControlPlane::try_start(binaries, listen).await {
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => attempt += 1,
+                started => return started,
+            }
+        }
+    }
+
+    async fn try_start(binaries: &Binaries, listen: SocketAddr) -> std::io::Result<ControlPlane> {
         let dir = tempfile::Builder::new().prefix("control-plane-").tempdir()?;
         let pki = Pki::new().map_err(err)?;
         let listen = match listen.port() {

@@ -303,19 +303,23 @@ pub struct Dev {
 impl Dev {
     pub fn start(cwd: &std::path::Path, args: &[&str], until: &str) -> Dev {
         use std::io::{BufRead, BufReader};
+        let log = cwd.join("dev.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_workspace-operator"))
             .arg("dev")
             .args(["--cluster", if real() { "real" } else { "local" }])
             .args(args)
             .current_dir(cwd)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("dev starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut printed = String::new();
         while !printed.contains(until) {
-            let line = lines.next().expect("dev prints where things are").expect("a line");
+            let Some(Ok(line)) = lines.next() else {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("dev stopped before printing {until:?}:\n{printed}\n{said}");
+            };
             printed.push_str(&line);
             printed.push('\n');
         }

@@ -201,3 +201,27 @@ fn an_autoscaled_deployment_comes_back_at_its_recorded_replicas() {
     let hpa = c.jsonpath(&["get", "hpa", "web", "-n", &ns], "{.spec.minReplicas}/{.spec.maxReplicas}");
     assert_eq!(hpa, "2/6", "the autoscaler as it was");
 }
+
+/// Once deactivated, a workspace's resync reads and writes nothing: its status records what was
+/// done to its workloads, so nothing is listed again.
+#[test]
+fn a_resync_of_a_deactivated_workspace_reads_and_writes_nothing() {
+    let (c, op) = with_operator();
+    c.apply(&ws("quiet").in_ns("default").yaml());
+    wait_status(&c, "default", "quiet", "Available");
+    let ns = target_ns(&c, "default", "quiet");
+    workloads(&c, &ns);
+    set_desired(&c, "quiet", "Deactivated");
+    wait_status(&c, "default", "quiet", "Deactivated");
+    c.eventually("stopped", Duration::from_secs(20), || (replicas(&c, &ns, "deployment", "web") == "0").then_some(()));
+    let counters = c.server.counters();
+    counters.start_log();
+    let before = op.metrics.reconcile_count();
+    c.ok(&["annotate", "ws", "quiet", "poke=1"]);
+    op.wait_reconciles(before, 1);
+    let requests: Vec<String> = (counters.take_log().into_iter())
+        .filter(|r| r.user == crate::common::OPERATOR_USER && r.verb != "watch")
+        .map(|r| format!("{} {}", r.verb, r.resource))
+        .collect();
+    assert!(requests.is_empty(), "a resync of a deactivated workspace sent {requests:?}");
+}
