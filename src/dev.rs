@@ -203,6 +203,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs { cluster: kind, listen, kubeconfig, no_controller, metrics_addr } = args;
     let kubeconfig = std::path::absolute(&kubeconfig).unwrap_or(kubeconfig);
     let kubeconfig = kubeconfig.as_path();
+    // Held from the start: the server started next picks free ports of its own.
+    let metrics_listener = match no_controller {
+        true => None,
+        false => Some(
+            tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("serving metrics on {metrics_addr} (choose another with --metrics-addr)"))?,
+        ),
+    };
     // Either server lives until this function returns; `cluster` is whichever runs.
     let (local, real);
     let cluster: &dyn ApiServer = match kind {
@@ -229,9 +238,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     println!("{what} at {}", cluster.url());
     println!("  export KUBECONFIG={}", kubeconfig.display());
-    let operator = if no_controller {
-        None
-    } else {
+    let operator = if let Some(listener) = metrics_listener {
         install_crds(&client).await.context("installing the CRDs")?;
         // The operator runs as it does in a cluster: its ServiceAccount, the chart's RBAC. A
         // token that outlives any session: nothing here renews it as a kubelet would.
@@ -240,15 +247,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let token = operator_token(&client, 365 * 24 * 3600).await.context("a token for the operator")?;
         let client = cluster.client_with_token(&token);
         let metrics = Arc::new(Metrics::default());
-        let listener = tokio::net::TcpListener::bind(metrics_addr)
-            .await
-            .with_context(|| format!("serving metrics on {metrics_addr} (choose another with --metrics-addr)"))?;
         println!("Operator metrics at http://{metrics_addr}/metrics (probes: /healthz, /readyz)");
         tokio::spawn(crate::metrics::serve_on(listener, metrics.clone()));
         metrics.set_ready(true);
         let settings = crate::controller::Settings { operator_namespace: Some(OPERATOR_NAMESPACE.into()) };
         let config = crate::controller::Config { metrics: Some(metrics), settings, ..Default::default() };
         Some(tokio::spawn(async move { crate::controller::run(client, config).await }))
+    } else {
+        None
     };
     crate::operator::shutdown_signal().await;
     if let Some(op) = operator {
